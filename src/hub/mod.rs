@@ -1,0 +1,209 @@
+//! The stream hub: the registry of live streams on this node and the fan-out from one publisher
+//! to its players.
+//!
+//! It owns which streams exist, who publishes each, the fast-start cache and the per-stream
+//! broadcast ring. It must never block on a socket or wait for a slow player: the publisher's
+//! send is a short lock plus a ring write, and a player that falls behind is told it lagged and
+//! skips to the next keyframe on its own. Relays (edges) will be ordinary publishers and players.
+
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use stream::Stream;
+pub use stream::{Event, Snapshot, StreamInfo};
+
+use crate::media::FrameKind;
+
+/// Settings the hub needs from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    /// Outbound chunk size: frames are chunked once, at ingest, with it.
+    pub chunk_size: usize,
+    /// Per-stream cap on the GOP kept for fast start.
+    pub gop_cache_max_bytes: usize,
+    /// Per-stream broadcast ring length; a player further behind than this lags.
+    pub queue_messages: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            chunk_size: 4096,
+            gop_cache_max_bytes: 16 << 20,
+            queue_messages: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(String),
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    config: HubConfig,
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+}
+
+/// Locks a mutex; a panic elsewhere while it was held costs that connection, not the server.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> HubConfig {
+        self.inner.config
+    }
+
+    /// Takes the publisher slot of `key`. A second publisher is refused; the first keeps going.
+    pub fn publish(&self, key: &str, conn_id: u64) -> Result<Publisher, PublishError> {
+        // Under the registry lock, so a concurrent release cannot orphan the stream.
+        let stream = {
+            let mut streams = lock(&self.inner.streams);
+            let stream = streams
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(Stream::new(key, self.inner.config)))
+                .clone();
+            stream.start_publish(conn_id)?;
+            stream
+        };
+        Ok(Publisher {
+            hub: self.clone(),
+            stream,
+        })
+    }
+
+    /// Joins `key` as a player: the fast-start snapshot and a receiver for what follows. A
+    /// stream with no publisher yet is created empty and the player waits on it.
+    pub fn play(&self, key: &str) -> (Player, Snapshot) {
+        let stream = {
+            let mut streams = lock(&self.inner.streams);
+            let stream = streams
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(Stream::new(key, self.inner.config)))
+                .clone();
+            stream.add_player();
+            stream
+        };
+        let (rx, snapshot) = stream.subscribe_with_snapshot();
+        (
+            Player {
+                hub: self.clone(),
+                stream,
+                rx,
+            },
+            snapshot,
+        )
+    }
+
+    /// Removes `stream` from the registry if nobody publishes or plays it any more.
+    fn release(&self, stream: &Arc<Stream>) {
+        let mut streams = lock(&self.inner.streams);
+        if stream.is_unused() {
+            if let Some(current) = streams.get(stream.key()) {
+                if Arc::ptr_eq(current, stream) {
+                    streams.remove(stream.key());
+                }
+            }
+        }
+    }
+
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut infos: Vec<StreamInfo> = streams.iter().map(|s| s.info()).collect();
+        infos.sort_by(|a, b| a.key.cmp(&b.key));
+        infos
+    }
+
+    pub fn stream_count(&self) -> usize {
+        lock(&self.inner.streams).len()
+    }
+}
+
+/// The publisher slot of one stream; dropping it unpublishes (players are told and stay).
+pub struct Publisher {
+    hub: Hub,
+    stream: Arc<Stream>,
+}
+
+impl Publisher {
+    pub fn key(&self) -> &str {
+        self.stream.key()
+    }
+
+    /// Feeds one audio, video or data message into the stream.
+    pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        self.stream.ingest(kind, timestamp, payload);
+    }
+
+    /// `onMetaData` (without the `@setDataFrame` wrapper), kept whole for new players.
+    pub fn set_metadata(&self, timestamp: u32, payload: Bytes) {
+        self.stream.set_metadata(timestamp, payload);
+    }
+
+    pub fn player_count(&self) -> usize {
+        self.stream.info().players
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stream.stop_publish();
+        self.hub.release(&self.stream);
+    }
+}
+
+/// A player's membership in one stream.
+pub struct Player {
+    hub: Hub,
+    stream: Arc<Stream>,
+    pub rx: broadcast::Receiver<Event>,
+}
+
+impl Player {
+    pub fn key(&self) -> &str {
+        self.stream.key()
+    }
+
+    /// After a lag: continue from the live edge; the caller waits for the next keyframe.
+    pub fn skip_to_live(&mut self) {
+        self.rx = self.rx.resubscribe();
+    }
+
+    /// After a pause: a fresh snapshot (sequence headers and current GOP) and receiver.
+    pub fn resync(&mut self) -> Snapshot {
+        let (rx, snapshot) = self.stream.subscribe_with_snapshot();
+        self.rx = rx;
+        snapshot
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        self.stream.remove_player();
+        self.hub.release(&self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests;

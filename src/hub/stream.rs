@@ -1,0 +1,216 @@
+//! One stream: publisher slot, fast-start cache, timeline and broadcast ring.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::{lock, HubConfig, PublishError};
+use crate::media::{Frame, FrameKind};
+
+/// What players receive, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Frame(Arc<Frame>),
+    /// The publisher left; players stay attached and wait.
+    Unpublished,
+    /// A publisher (re)started; its sequence headers follow as frames.
+    Published,
+}
+
+/// What a joining player is sent before live frames: metadata, sequence headers, then the
+/// current GOP from its keyframe.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub publishing: bool,
+    pub frames: Vec<Arc<Frame>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    pub key: String,
+    pub publishing: bool,
+    pub publisher_conn: Option<u64>,
+    pub publish_seconds: Option<f64>,
+    pub players: usize,
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub gop_cache_frames: usize,
+    pub gop_cache_bytes: usize,
+}
+
+pub(super) struct Stream {
+    key: String,
+    config: HubConfig,
+    tx: broadcast::Sender<Event>,
+    state: Mutex<State>,
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    publisher: Option<(u64, Instant)>,
+    players: usize,
+    metadata: Option<Arc<Frame>>,
+    video_sequence: Option<Arc<Frame>>,
+    audio_sequence: Option<Arc<Frame>>,
+    /// Frames since the last keyframe; empty while waiting for one.
+    gop: Vec<Arc<Frame>>,
+    gop_bytes: usize,
+    /// Last timestamp sent to players, and the offset that maps this publisher's timestamps
+    /// onto the stream's timeline so players see no jump back after a republish.
+    last_timestamp: Option<u32>,
+    offset: u32,
+    /// Set when a publisher starts on a stream that already has a timeline.
+    rebase_pending: bool,
+}
+
+impl Stream {
+    pub(super) fn new(key: &str, config: HubConfig) -> Stream {
+        let (tx, _) = broadcast::channel(config.queue_messages.max(16));
+        Stream {
+            key: key.to_string(),
+            config,
+            tx,
+            state: Mutex::new(State::default()),
+            frames_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub(super) fn start_publish(&self, conn_id: u64) -> Result<(), PublishError> {
+        let mut state = lock(&self.state);
+        if state.publisher.is_some() {
+            return Err(PublishError::AlreadyPublishing(self.key.clone()));
+        }
+        state.publisher = Some((conn_id, Instant::now()));
+        state.rebase_pending = state.last_timestamp.is_some();
+        let _ = self.tx.send(Event::Published);
+        Ok(())
+    }
+
+    pub(super) fn stop_publish(&self) {
+        let mut state = lock(&self.state);
+        state.publisher = None;
+        // The next publisher may use other codecs: its own headers replace these.
+        state.metadata = None;
+        state.video_sequence = None;
+        state.audio_sequence = None;
+        state.gop.clear();
+        state.gop_bytes = 0;
+        let _ = self.tx.send(Event::Unpublished);
+    }
+
+    pub(super) fn add_player(&self) {
+        lock(&self.state).players += 1;
+    }
+
+    pub(super) fn remove_player(&self) {
+        let mut state = lock(&self.state);
+        state.players = state.players.saturating_sub(1);
+    }
+
+    pub(super) fn is_unused(&self) -> bool {
+        let state = lock(&self.state);
+        state.publisher.is_none() && state.players == 0
+    }
+
+    fn timeline(state: &mut State, timestamp: u32) -> u32 {
+        if state.rebase_pending {
+            state.rebase_pending = false;
+            if let Some(last) = state.last_timestamp {
+                state.offset = last.wrapping_add(1).wrapping_sub(timestamp);
+            }
+        }
+        let t = timestamp.wrapping_add(state.offset);
+        state.last_timestamp = Some(t);
+        t
+    }
+
+    pub(super) fn set_metadata(&self, timestamp: u32, payload: Bytes) {
+        let mut state = lock(&self.state);
+        let t = Self::timeline(&mut state, timestamp);
+        let frame = Arc::new(Frame::new(
+            FrameKind::Data,
+            t,
+            payload,
+            self.config.chunk_size,
+        ));
+        state.metadata = Some(frame.clone());
+        let _ = self.tx.send(Event::Frame(frame));
+    }
+
+    pub(super) fn ingest(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let mut state = lock(&self.state);
+        let t = Self::timeline(&mut state, timestamp);
+        // Chunked once here, inside the lock only because the timeline decides the timestamp;
+        // it is a single copy of the payload shared by every player.
+        let frame = Arc::new(Frame::new(kind, t, payload, self.config.chunk_size));
+        if frame.sequence_header {
+            match kind {
+                FrameKind::Video => state.video_sequence = Some(frame.clone()),
+                FrameKind::Audio => state.audio_sequence = Some(frame.clone()),
+                FrameKind::Data => {}
+            }
+        } else if kind == FrameKind::Video && frame.keyframe {
+            state.gop.clear();
+            state.gop_bytes = frame.payload.len();
+            state.gop.push(frame.clone());
+        } else if kind != FrameKind::Data && !state.gop.is_empty() {
+            state.gop_bytes += frame.payload.len();
+            if state.gop_bytes > self.config.gop_cache_max_bytes {
+                // Too long a GOP to cache: new players wait for the next keyframe instead.
+                state.gop.clear();
+                state.gop_bytes = 0;
+            } else {
+                state.gop.push(frame.clone());
+            }
+        }
+        let _ = self.tx.send(Event::Frame(frame));
+    }
+
+    /// A receiver and the snapshot it continues from, taken under the lock so no frame is
+    /// missed or repeated between them.
+    pub(super) fn subscribe_with_snapshot(&self) -> (broadcast::Receiver<Event>, Snapshot) {
+        let state = lock(&self.state);
+        let rx = self.tx.subscribe();
+        let mut frames = Vec::with_capacity(3 + state.gop.len());
+        frames.extend(state.metadata.iter().cloned());
+        frames.extend(state.video_sequence.iter().cloned());
+        frames.extend(state.audio_sequence.iter().cloned());
+        frames.extend(state.gop.iter().cloned());
+        (
+            rx,
+            Snapshot {
+                publishing: state.publisher.is_some(),
+                frames,
+            },
+        )
+    }
+
+    pub(super) fn info(&self) -> StreamInfo {
+        let state = lock(&self.state);
+        StreamInfo {
+            key: self.key.clone(),
+            publishing: state.publisher.is_some(),
+            publisher_conn: state.publisher.map(|(id, _)| id),
+            publish_seconds: state.publisher.map(|(_, t)| t.elapsed().as_secs_f64()),
+            players: state.players,
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            gop_cache_frames: state.gop.len(),
+            gop_cache_bytes: state.gop_bytes,
+        }
+    }
+}

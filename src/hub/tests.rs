@@ -1,0 +1,148 @@
+use bytes::Bytes;
+use tokio::sync::broadcast::error::TryRecvError;
+
+use super::*;
+
+const KEYFRAME: &[u8] = &[0x17, 1, 0, 0, 0, 0xAA];
+const INTER: &[u8] = &[0x27, 1, 0, 0, 0, 0xBB];
+const AVC_SEQ: &[u8] = &[0x17, 0, 0, 0, 0, 1, 0x64];
+const AAC_SEQ: &[u8] = &[0xAF, 0, 0x12, 0x10];
+const AAC: &[u8] = &[0xAF, 1, 0x21];
+
+fn hub() -> Hub {
+    Hub::new(HubConfig {
+        queue_messages: 16,
+        ..HubConfig::default()
+    })
+}
+
+fn frame_of(event: Event) -> Arc<crate::media::Frame> {
+    match event {
+        Event::Frame(f) => f,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+#[test]
+fn second_publisher_is_refused_and_first_keeps_the_stream() {
+    let hub = hub();
+    let first = hub.publish("live/a", 1).expect("first publish");
+    assert_eq!(
+        hub.publish("live/a", 2).err(),
+        Some(PublishError::AlreadyPublishing("live/a".into()))
+    );
+    assert_eq!(hub.streams()[0].publisher_conn, Some(1));
+    drop(first);
+    assert_eq!(hub.stream_count(), 0);
+    assert!(hub.publish("live/a", 3).is_ok());
+}
+
+#[test]
+fn late_player_snapshot_starts_with_headers_then_keyframe() {
+    let hub = hub();
+    let p = hub.publish("live/a", 1).expect("publish");
+    p.set_metadata(0, Bytes::from_static(b"\x02\x00\x0aonMetaData\x05"));
+    p.send(FrameKind::Video, 0, Bytes::from_static(AVC_SEQ));
+    p.send(FrameKind::Audio, 0, Bytes::from_static(AAC_SEQ));
+    p.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    p.send(FrameKind::Video, 40, Bytes::from_static(INTER));
+    p.send(FrameKind::Video, 80, Bytes::from_static(KEYFRAME));
+    p.send(FrameKind::Audio, 90, Bytes::from_static(AAC));
+    p.send(FrameKind::Video, 120, Bytes::from_static(INTER));
+
+    let (mut player, snap) = hub.play("live/a");
+    assert!(snap.publishing);
+    let kinds: Vec<_> = snap
+        .frames
+        .iter()
+        .map(|f| (f.kind, f.timestamp, f.keyframe, f.sequence_header))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (FrameKind::Data, 0, false, false),
+            (FrameKind::Video, 0, false, true),
+            (FrameKind::Audio, 0, false, true),
+            (FrameKind::Video, 80, true, false),
+            (FrameKind::Audio, 90, false, false),
+            (FrameKind::Video, 120, false, false),
+        ]
+    );
+    // Nothing is repeated between the snapshot and the receiver.
+    assert!(matches!(player.rx.try_recv(), Err(TryRecvError::Empty)));
+    p.send(FrameKind::Video, 160, Bytes::from_static(INTER));
+    assert_eq!(frame_of(player.rx.try_recv().expect("live")).timestamp, 160);
+}
+
+#[test]
+fn player_waits_before_publisher_and_survives_republish() {
+    let hub = hub();
+    let (mut player, snap) = hub.play("live/b");
+    assert!(!snap.publishing && snap.frames.is_empty());
+
+    let p = hub.publish("live/b", 1).expect("publish");
+    assert!(matches!(player.rx.try_recv(), Ok(Event::Published)));
+    p.send(FrameKind::Video, 1000, Bytes::from_static(KEYFRAME));
+    assert_eq!(
+        frame_of(player.rx.try_recv().expect("frame")).timestamp,
+        1000
+    );
+    drop(p);
+    assert!(matches!(player.rx.try_recv(), Ok(Event::Unpublished)));
+    assert_eq!(
+        hub.stream_count(),
+        1,
+        "the stream stays while a player waits"
+    );
+
+    // OBS reconnects and starts its timestamps at 0 again: players see no jump back.
+    let p = hub.publish("live/b", 2).expect("republish");
+    assert!(matches!(player.rx.try_recv(), Ok(Event::Published)));
+    p.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    p.send(FrameKind::Video, 40, Bytes::from_static(INTER));
+    assert_eq!(
+        frame_of(player.rx.try_recv().expect("frame")).timestamp,
+        1001
+    );
+    assert_eq!(
+        frame_of(player.rx.try_recv().expect("frame")).timestamp,
+        1041
+    );
+    drop(p);
+    drop(player);
+    assert_eq!(hub.stream_count(), 0);
+}
+
+#[test]
+fn slow_player_lags_without_holding_the_publisher() {
+    let hub = hub();
+    let p = hub.publish("live/c", 1).expect("publish");
+    let (mut slow, _) = hub.play("live/c");
+    for i in 0..100u32 {
+        p.send(FrameKind::Video, i * 40, Bytes::from_static(INTER));
+    }
+    assert!(matches!(
+        slow.rx.try_recv(),
+        Err(TryRecvError::Lagged(n)) if n > 0
+    ));
+    slow.skip_to_live();
+    assert!(matches!(slow.rx.try_recv(), Err(TryRecvError::Empty)));
+    p.send(FrameKind::Video, 4000, Bytes::from_static(KEYFRAME));
+    assert!(frame_of(slow.rx.try_recv().expect("keyframe")).keyframe);
+}
+
+#[test]
+fn oversized_gop_is_not_cached() {
+    let hub = Hub::new(HubConfig {
+        gop_cache_max_bytes: 20,
+        ..HubConfig::default()
+    });
+    let p = hub.publish("live/d", 1).expect("publish");
+    p.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    for i in 1..10 {
+        p.send(FrameKind::Video, i * 40, Bytes::from_static(INTER));
+    }
+    let (_player, snap) = hub.play("live/d");
+    assert!(snap.frames.is_empty());
+    assert_eq!(hub.streams()[0].gop_cache_bytes, 0);
+}

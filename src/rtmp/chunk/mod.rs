@@ -1,0 +1,7 @@
+//! RTMP chunk stream: the inbound reader and the outbound writer.
+
+pub mod reader;
+pub mod writer;
+
+pub use reader::{ChunkError, ChunkReader, RawMessage, ReaderLimits};
+pub use writer::{chunk_body, encode_header, encode_message, MessageHeader, MAX_HEADER_LEN};

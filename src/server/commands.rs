@@ -1,0 +1,233 @@
+//! NetConnection and NetStream commands: what each one does to the session and what it answers.
+
+use tracing::{debug, info};
+
+use super::session::{ConnectInfo, Session, SessionError, WINDOW_ACK_SIZE};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::command::{status_info, Command};
+use crate::rtmp::message::{self, UserControl};
+use crate::rtmp::{MSG_SET_CHUNK_SIZE, MSG_SET_PEER_BANDWIDTH, MSG_WINDOW_ACK_SIZE};
+
+impl Session {
+    pub(super) fn on_command(&mut self, cmd: Command, stream_id: u32) -> Result<(), SessionError> {
+        debug!(name = %cmd.name, txn = cmd.transaction, "command");
+        if self.connect.is_none() && cmd.name != "connect" {
+            self.call_failed(&cmd, "connect first");
+            return Ok(());
+        }
+        match cmd.name.as_str() {
+            "connect" => self.on_connect(cmd),
+            "createStream" => {
+                match self.create_stream() {
+                    Some(id) => self.result(&cmd, Amf0Value::Null, vec![(id as f64).into()]),
+                    None => self.call_failed(&cmd, "too many streams on this connection"),
+                }
+                Ok(())
+            }
+            "releaseStream" => {
+                self.result(&cmd, Amf0Value::Null, vec![Amf0Value::Undefined]);
+                Ok(())
+            }
+            "FCPublish" => {
+                let name = cmd.arg_str(0).unwrap_or("").to_string();
+                self.result(&cmd, Amf0Value::Null, vec![Amf0Value::Undefined]);
+                let info = Amf0Value::object([
+                    ("code", "NetStream.Publish.Start".into()),
+                    ("description", name.into()),
+                ]);
+                self.send_command(
+                    0,
+                    &Command::new("onFCPublish", 0.0, Amf0Value::Null, vec![info]),
+                );
+                Ok(())
+            }
+            "FCUnpublish" => {
+                let name = cmd.arg_str(0).unwrap_or("").to_string();
+                let info = Amf0Value::object([
+                    ("code", "NetStream.Unpublish.Success".into()),
+                    ("description", name.into()),
+                ]);
+                self.send_command(
+                    0,
+                    &Command::new("onFCUnpublish", 0.0, Amf0Value::Null, vec![info]),
+                );
+                self.result(&cmd, Amf0Value::Null, vec![Amf0Value::Undefined]);
+                self.stop_publishing("FCUnpublish");
+                Ok(())
+            }
+            "publish" => self.on_publish(&cmd, stream_id),
+            "play" => self.on_play(&cmd, stream_id),
+            "pause" => {
+                let pause = cmd.args.first().and_then(|v| v.as_bool()).unwrap_or(true);
+                self.on_pause(pause, stream_id);
+                Ok(())
+            }
+            "receiveAudio" | "receiveVideo" => {
+                let on = cmd.args.first().and_then(|v| v.as_bool()).unwrap_or(true);
+                if let Some(p) = self.playing.as_mut() {
+                    if cmd.name == "receiveAudio" {
+                        p.receive_audio = on;
+                    } else {
+                        p.receive_video = on;
+                    }
+                }
+                Ok(())
+            }
+            "deleteStream" => {
+                let sid = cmd.arg_number(0).map(|n| n as u32).unwrap_or(stream_id);
+                self.close_stream(sid, "deleteStream");
+                self.created_streams.retain(|&s| s != sid);
+                Ok(())
+            }
+            "closeStream" => {
+                self.close_stream(stream_id, "closeStream");
+                Ok(())
+            }
+            "getStreamLength" => {
+                self.result(&cmd, Amf0Value::Null, vec![0.0.into()]);
+                Ok(())
+            }
+            "_checkbw" => {
+                self.result(&cmd, Amf0Value::Null, vec![]);
+                Ok(())
+            }
+            // Answers to calls we made, and notifications that need no answer.
+            "_result" | "_error" | "onStatus" | "onBWDone" | "onBWCheck" => Ok(()),
+            other => {
+                let msg = format!("unknown command {other}");
+                info!(command = other, "unknown command answered with _error");
+                self.call_failed(&cmd, &msg);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_connect(&mut self, cmd: Command) -> Result<(), SessionError> {
+        let obj = &cmd.object;
+        let app_raw = obj.get("app").and_then(|v| v.as_str()).unwrap_or("");
+        let tc_url = obj
+            .get("tcUrl")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let (app, app_query) = split_query(app_raw);
+        let query = if !app_query.is_empty() {
+            app_query.to_string()
+        } else {
+            split_query(&tc_url).1.to_string()
+        };
+        let app = app.trim_matches('/').to_string();
+        let object_encoding = obj
+            .get("objectEncoding")
+            .and_then(|v| v.as_number())
+            .unwrap_or(0.0);
+        if app.is_empty() {
+            let info = status_info("error", "NetConnection.Connect.Rejected", "no app given");
+            self.send_command(
+                0,
+                &Command::new("_error", cmd.transaction, Amf0Value::Null, vec![info]),
+            );
+            self.closing = Some("connect without app".into());
+            return Ok(());
+        }
+        self.span.record("app", app.as_str());
+        info!(
+            app = %app,
+            tc_url = %tc_url,
+            flash_ver = obj.get("flashVer").and_then(|v| v.as_str()).unwrap_or(""),
+            "connect"
+        );
+
+        self.control(MSG_WINDOW_ACK_SIZE, &message::u32_payload(WINDOW_ACK_SIZE));
+        self.control(
+            MSG_SET_PEER_BANDWIDTH,
+            &message::set_peer_bandwidth(WINDOW_ACK_SIZE, 2),
+        );
+        let chunk_size = self.ctx.limits.chunk_size;
+        self.control(MSG_SET_CHUNK_SIZE, &message::u32_payload(chunk_size as u32));
+        self.out.set_chunk_size(chunk_size);
+
+        let props = Amf0Value::object([
+            ("fmsVer", "FMS/3,5,7,7009".into()),
+            ("capabilities", 31.0.into()),
+            ("mode", 1.0.into()),
+        ]);
+        let info = Amf0Value::object([
+            ("level", "status".into()),
+            ("code", "NetConnection.Connect.Success".into()),
+            ("description", "Connection succeeded.".into()),
+            ("objectEncoding", object_encoding.into()),
+            (
+                "data",
+                Amf0Value::EcmaArray(vec![
+                    ("server".into(), "ringcast".into()),
+                    ("version".into(), env!("CARGO_PKG_VERSION").into()),
+                ]),
+            ),
+        ]);
+        self.send_command(
+            0,
+            &Command::new("_result", cmd.transaction, props, vec![info]),
+        );
+        self.connect = Some(ConnectInfo {
+            app,
+            tc_url,
+            query,
+            object: cmd.object,
+            object_encoding,
+        });
+        Ok(())
+    }
+
+    /// Answers a call with `_result`.
+    pub(super) fn result(&mut self, cmd: &Command, object: Amf0Value, args: Vec<Amf0Value>) {
+        self.send_command(0, &Command::new("_result", cmd.transaction, object, args));
+    }
+
+    /// Answers a call with `_error` / NetConnection.Call.Failed.
+    pub(super) fn call_failed(&mut self, cmd: &Command, description: &str) {
+        let info = status_info("error", "NetConnection.Call.Failed", description);
+        self.send_command(
+            0,
+            &Command::new("_error", cmd.transaction, Amf0Value::Null, vec![info]),
+        );
+    }
+
+    /// Sends `onStatus` on message stream `stream_id`.
+    pub(super) fn on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        let info = status_info(level, code, description);
+        self.send_command(
+            stream_id,
+            &Command::new("onStatus", 0.0, Amf0Value::Null, vec![info]),
+        );
+    }
+
+    pub(super) fn user_control(&mut self, event: UserControl) {
+        self.control(crate::rtmp::MSG_USER_CONTROL, &event.encode());
+    }
+
+    fn close_stream(&mut self, stream_id: u32, why: &str) {
+        if self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.stream_id == stream_id)
+        {
+            self.stop_publishing(why);
+        }
+        if self
+            .playing
+            .as_ref()
+            .is_some_and(|p| p.stream_id == stream_id)
+        {
+            self.stop_playing(why);
+        }
+    }
+}
+
+/// Splits `a?b` into `("a", "b")`.
+pub(super) fn split_query(s: &str) -> (&str, &str) {
+    match s.split_once('?') {
+        Some((a, q)) => (a, q),
+        None => (s, ""),
+    }
+}

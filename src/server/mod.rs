@@ -1,0 +1,140 @@
+//! The RTMP server: accept loop, connection limit, and one session task per connection.
+//!
+//! Owns the listening socket and the shutdown of every session. Never blocks the accept loop
+//! on a connection: each runs in its own task, and a panic in one is logged by its task's end,
+//! not felt by the others.
+
+mod commands;
+mod outbound;
+mod play;
+mod publish;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+pub use session::{stream_key, SessionError};
+
+use crate::hub::Hub;
+use crate::rtmp::chunk::ReaderLimits;
+
+/// Per-connection limits, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub reader: ReaderLimits,
+    /// Our outbound chunk size (announced at connect).
+    pub chunk_size: usize,
+    pub max_streams: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// A write that makes no progress this long disconnects the peer.
+    pub write_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            reader: ReaderLimits::default(),
+            chunk_size: 4096,
+            max_streams: 8,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every session shares.
+pub struct ServerContext {
+    pub hub: Hub,
+    pub limits: SessionLimits,
+    pub shutdown: CancellationToken,
+}
+
+pub struct RtmpServer {
+    listener: TcpListener,
+    ctx: Arc<ServerContext>,
+    max_connections: usize,
+    tracker: TaskTracker,
+    next_id: AtomicU64,
+}
+
+impl RtmpServer {
+    pub async fn bind(
+        addr: SocketAddr,
+        hub: Hub,
+        limits: SessionLimits,
+        max_connections: usize,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<RtmpServer> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(RtmpServer {
+            listener,
+            ctx: Arc::new(ServerContext {
+                hub,
+                limits,
+                shutdown,
+            }),
+            max_connections,
+            tracker: TaskTracker::new(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts until shutdown, then waits up to `grace` for sessions to finish.
+    pub async fn run(self, grace: Duration) {
+        let limit = Arc::new(Semaphore::new(self.max_connections));
+        loop {
+            let accepted = tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => break,
+                r = self.listener.accept() => r,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    warn!(%peer, max = self.max_connections, "connection refused: limit reached");
+                    drop(socket);
+                    continue;
+                }
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let session = session::Session::new(socket, peer, id, self.ctx.clone());
+            self.tracker.spawn(async move {
+                session.run().await;
+                drop(permit);
+            });
+        }
+        info!("stopped accepting; closing sessions");
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = self.tracker.len(),
+                "sessions still open after grace period"
+            );
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The playing side of a session: join a stream, fast start, then forward live frames in
+//! batches; a player that falls behind skips to the next keyframe, and one that keeps falling
+//! behind is disconnected.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tracing::{debug, info};
+
+use super::session::{Session, SessionError};
+use crate::hub::{Event, Player, Snapshot};
+use crate::media::{Frame, FrameKind};
+use crate::rtmp::amf0::{self, Amf0Value};
+use crate::rtmp::chunk::MessageHeader;
+use crate::rtmp::command::Command;
+use crate::rtmp::message::UserControl;
+use crate::rtmp::{CSID_DATA, MSG_DATA_AMF0};
+
+/// Frames gathered into one vectored write at most.
+const BATCH_FRAMES: usize = 128;
+/// Bytes gathered into one vectored write at most.
+const BATCH_BYTES: usize = 512 * 1024;
+/// Lags in a row (each followed by a skip to the live edge) before a player is dropped.
+const MAX_CONSECUTIVE_LAGS: u32 = 4;
+
+pub struct Playing {
+    pub player: Player,
+    pub stream_id: u32,
+    pub started: Instant,
+    pub bytes_out: u64,
+    pub paused: bool,
+    pub receive_audio: bool,
+    pub receive_video: bool,
+    /// Video is held back until a keyframe (start without a cached GOP, after a lag, after a
+    /// republish), so the first picture a decoder sees is a keyframe.
+    waiting_keyframe: bool,
+    consecutive_lags: u32,
+    dropped: u64,
+}
+
+impl Session {
+    pub(super) fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
+        let name = cmd.arg_str(0).unwrap_or("").to_string();
+        let key = match self.key_for(&name) {
+            Some(k) if !name.split('?').next().unwrap_or("").is_empty() => k,
+            _ => {
+                self.on_status(
+                    stream_id,
+                    "error",
+                    "NetStream.Play.StreamNotFound",
+                    "no stream name",
+                );
+                return Ok(());
+            }
+        };
+        // A new play on this connection replaces the previous one.
+        self.stop_playing("replaced by a new play");
+        let reset = cmd.args.get(3).and_then(|v| v.as_bool()).unwrap_or(true);
+        let (player, snapshot) = self.ctx.hub.play(&key);
+        self.span.record("stream", key.as_str());
+        self.span.record("role", "play");
+        let conn = self.connect.as_ref();
+        info!(
+            stream = %key,
+            publishing = snapshot.publishing,
+            tc_url = conn.map_or("", |c| c.tc_url.as_str()),
+            has_query = conn.is_some_and(|c| !c.query.is_empty()) || name.contains('?'),
+            object_encoding = conn.map_or(0.0, |c| c.object_encoding),
+            "play start"
+        );
+
+        self.user_control(UserControl::StreamBegin(stream_id));
+        if reset {
+            self.on_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            );
+        }
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {name}."),
+        );
+        let access = amf0::encode_all(&[
+            Amf0Value::String("|RtmpSampleAccess".into()),
+            Amf0Value::Boolean(true),
+            Amf0Value::Boolean(true),
+        ]);
+        self.out.message(
+            MessageHeader {
+                csid: CSID_DATA,
+                timestamp: 0,
+                type_id: MSG_DATA_AMF0,
+                stream_id,
+            },
+            &access,
+        );
+        self.playing = Some(Playing {
+            player,
+            stream_id,
+            started: Instant::now(),
+            bytes_out: 0,
+            paused: false,
+            receive_audio: true,
+            receive_video: true,
+            waiting_keyframe: true,
+            consecutive_lags: 0,
+            dropped: 0,
+        });
+        self.send_snapshot(snapshot);
+        Ok(())
+    }
+
+    fn send_snapshot(&mut self, snapshot: Snapshot) {
+        for frame in &snapshot.frames {
+            self.queue_frame(frame);
+        }
+    }
+
+    /// Queues a frame for the player unless it must be held back.
+    fn queue_frame(&mut self, frame: &Arc<Frame>) {
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        let wanted = match frame.kind {
+            FrameKind::Audio => p.receive_audio,
+            FrameKind::Video => p.receive_video,
+            FrameKind::Data => true,
+        };
+        if !wanted {
+            return;
+        }
+        if frame.kind == FrameKind::Video && p.waiting_keyframe && !frame.sequence_header {
+            if !frame.keyframe {
+                p.dropped += 1;
+                return;
+            }
+            p.waiting_keyframe = false;
+            p.consecutive_lags = 0;
+        }
+        let sid = p.stream_id;
+        self.out.frame(frame, sid);
+    }
+
+    pub(super) fn on_pause(&mut self, pause: bool, stream_id: u32) {
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        if pause == p.paused {
+            return;
+        }
+        p.paused = pause;
+        if pause {
+            self.on_status(stream_id, "status", "NetStream.Pause.Notify", "Paused live");
+        } else {
+            // Live has no past to resume from: start again from the current GOP.
+            let snapshot = p.player.resync();
+            p.waiting_keyframe = true;
+            self.user_control(UserControl::StreamBegin(stream_id));
+            self.on_status(
+                stream_id,
+                "status",
+                "NetStream.Unpause.Notify",
+                "Unpaused live",
+            );
+            self.send_snapshot(snapshot);
+        }
+    }
+
+    pub(super) fn stop_playing(&mut self, why: &str) {
+        if let Some(p) = self.playing.take() {
+            info!(
+                stream = %p.player.key(),
+                duration_s = p.started.elapsed().as_secs_f64(),
+                bytes = p.bytes_out,
+                dropped = p.dropped,
+                reason = why,
+                "play stop"
+            );
+            if why == "server shutting down" {
+                self.user_control(UserControl::StreamEof(p.stream_id));
+                self.on_status(
+                    p.stream_id,
+                    "status",
+                    "NetStream.Play.Stop",
+                    "server shutting down",
+                );
+            }
+        }
+    }
+
+    /// An event from the stream, plus whatever else is already waiting, written as one batch.
+    pub(super) fn on_event(&mut self, first: Result<Event, RecvError>) -> Result<(), SessionError> {
+        let mut next = Some(first);
+        let mut frames = 0usize;
+        while let Some(ev) = next.take() {
+            match ev {
+                Ok(Event::Frame(frame)) => {
+                    self.queue_frame(&frame);
+                    frames += 1;
+                }
+                Ok(Event::Unpublished) => self.on_unpublished(),
+                Ok(Event::Published) => self.on_published(),
+                Err(RecvError::Lagged(n)) => self.on_lagged(n)?,
+                Err(RecvError::Closed) => return Ok(()),
+            }
+            if frames >= BATCH_FRAMES || self.out.queued_bytes() >= BATCH_BYTES {
+                break;
+            }
+            let Some(p) = self.playing.as_mut() else {
+                break;
+            };
+            next = match p.player.rx.try_recv() {
+                Ok(ev) => Some(Ok(ev)),
+                Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => None,
+            };
+        }
+        Ok(())
+    }
+
+    fn on_unpublished(&mut self) {
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        p.waiting_keyframe = true;
+        let sid = p.stream_id;
+        info!("publisher left; player waits");
+        self.user_control(UserControl::StreamEof(sid));
+        self.on_status(
+            sid,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            "stream is now unpublished",
+        );
+    }
+
+    fn on_published(&mut self) {
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        p.waiting_keyframe = true;
+        let sid = p.stream_id;
+        debug!("publisher (re)started");
+        self.user_control(UserControl::StreamBegin(sid));
+        self.on_status(
+            sid,
+            "status",
+            "NetStream.Play.PublishNotify",
+            "stream is now published",
+        );
+    }
+
+    fn on_lagged(&mut self, missed: u64) -> Result<(), SessionError> {
+        let Some(p) = self.playing.as_mut() else {
+            return Ok(());
+        };
+        p.dropped += missed;
+        p.consecutive_lags += 1;
+        debug!(
+            missed,
+            lags = p.consecutive_lags,
+            "player fell behind; skipping to live"
+        );
+        if p.consecutive_lags > MAX_CONSECUTIVE_LAGS {
+            return Err(SessionError::TooSlow(p.consecutive_lags));
+        }
+        p.player.skip_to_live();
+        p.waiting_keyframe = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,392 @@
+//! One RTMP connection: handshake, then a loop that reads chunks, answers commands, feeds a
+//! publisher's media into the hub and writes a player's frames out.
+//!
+//! Owns the socket and every per-connection state. Each connection runs in its own task, so a
+//! bug costs this connection, never the process. Errors end here: one log line naming the
+//! problem, then the socket closes. Nothing here waits on another connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, info, warn, Instrument, Span};
+
+use super::outbound::Outbound;
+use super::play::Playing;
+use super::publish::Publishing;
+use super::ServerContext;
+use crate::hub::Event;
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::{ChunkError, ChunkReader, MessageHeader, RawMessage};
+use crate::rtmp::command::{Command, CommandError};
+use crate::rtmp::handshake::{Handshake, HandshakeError, Step};
+use crate::rtmp::message::{self, MessageError, UserControl};
+use crate::rtmp::*;
+
+/// Window acknowledgement size and peer bandwidth we announce.
+pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
+/// Read buffer growth step.
+const READ_RESERVE: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("no handshake within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("peer closed the connection during the handshake")]
+    ClosedInHandshake,
+    #[error("bad chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("bad control message: {0}")]
+    Message(#[from] MessageError),
+    #[error("bad command: {0}")]
+    Command(#[from] CommandError),
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    #[error("read: {0}")]
+    Read(std::io::Error),
+    #[error("write: {0}")]
+    Write(std::io::Error),
+    #[error("player fell behind {0} times in a row")]
+    TooSlow(u32),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// What the peer said in `connect`, kept whole.
+#[derive(Debug, Clone)]
+pub struct ConnectInfo {
+    pub app: String,
+    pub tc_url: String,
+    /// The query string from the app or tcUrl (tokens, options), without '?'.
+    pub query: String,
+    /// The whole command object; relays replay it upstream.
+    #[allow(dead_code)]
+    pub object: Amf0Value,
+    pub object_encoding: f64,
+}
+
+/// Why the main loop woke up.
+enum Wake {
+    Read(std::io::Result<usize>),
+    IdleTimeout,
+    Event(Result<Event, RecvError>),
+    Shutdown,
+}
+
+pub struct Session {
+    pub(super) id: u64,
+    pub(super) ctx: Arc<ServerContext>,
+    pub(super) span: Span,
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    rbuf: BytesMut,
+    reader: ChunkReader,
+    pub(super) out: Outbound,
+    pub(super) connect: Option<ConnectInfo>,
+    /// Message stream ids handed out by createStream.
+    pub(super) created_streams: Vec<u32>,
+    next_stream_id: u32,
+    pub(super) publishing: Option<Publishing>,
+    pub(super) playing: Option<Playing>,
+    /// Bytes received after the handshake, for cumulative acknowledgements.
+    bytes_in: u64,
+    acked: u64,
+    /// The peer's window acknowledgement size: we ack every this many bytes (0: never).
+    peer_window: u32,
+    /// Set when the connection must close once what is queued has been written.
+    pub(super) closing: Option<String>,
+}
+
+impl Session {
+    pub fn new(socket: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ServerContext>) -> Self {
+        let _ = socket.set_nodelay(true);
+        let (rd, wr) = socket.into_split();
+        let span = tracing::info_span!(
+            "conn",
+            id,
+            %peer,
+            app = tracing::field::Empty,
+            stream = tracing::field::Empty,
+            role = tracing::field::Empty,
+        );
+        let limits = ctx.limits;
+        Session {
+            id,
+            span,
+            rd,
+            wr,
+            rbuf: BytesMut::with_capacity(READ_RESERVE),
+            reader: ChunkReader::new(limits.reader),
+            out: Outbound::new(128),
+            connect: None,
+            created_streams: Vec::new(),
+            next_stream_id: 1,
+            publishing: None,
+            playing: None,
+            bytes_in: 0,
+            acked: 0,
+            peer_window: 0,
+            closing: None,
+            ctx,
+        }
+    }
+
+    /// Runs the connection to its end and logs how it ended.
+    pub async fn run(self) {
+        let span = self.span.clone();
+        self.run_logged().instrument(span).await
+    }
+
+    async fn run_logged(mut self) {
+        let started = Instant::now();
+        let result = self.run_inner().await;
+        self.stop_publishing("connection closed");
+        self.stop_playing("connection closed");
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => info!(duration_s = secs, "closed"),
+            Err(e) => warn!(duration_s = secs, error = %e, "closed on error"),
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<(), SessionError> {
+        self.handshake().await?;
+        self.main_loop().await
+    }
+
+    async fn handshake(&mut self) -> Result<(), SessionError> {
+        let limit = self.ctx.limits.handshake_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut hs = Handshake::server();
+        loop {
+            self.rbuf.reserve(8192);
+            let n = tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.rbuf))
+                .await
+                .map_err(|_| SessionError::HandshakeTimeout(limit))?
+                .map_err(SessionError::Read)?;
+            if n == 0 {
+                return Err(SessionError::ClosedInHandshake);
+            }
+            let input = self.rbuf.split();
+            let (reply, done) = match hs.process(&input)? {
+                Step::Continue { reply } => (reply, None),
+                Step::Done { reply, remaining } => (reply, Some(remaining)),
+            };
+            if !reply.is_empty() {
+                tokio::time::timeout_at(deadline, self.wr.write_all(&reply))
+                    .await
+                    .map_err(|_| SessionError::HandshakeTimeout(limit))?
+                    .map_err(SessionError::Write)?;
+            }
+            if let Some(remaining) = done {
+                debug!("handshake done");
+                self.rbuf.extend_from_slice(&remaining);
+                self.bytes_in = remaining.len() as u64;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn main_loop(&mut self) -> Result<(), SessionError> {
+        // Chunks that arrived with the handshake's last packet.
+        self.process_input()?;
+        loop {
+            self.flush().await?;
+            if let Some(reason) = self.closing.take() {
+                debug!(reason, "closing after flush");
+                return Ok(());
+            }
+            // Players may legitimately send nothing for minutes (acks come every 2.5 MB);
+            // they are bounded by the write stall timeout instead.
+            let idle = if self.playing.is_some() {
+                Duration::from_secs(24 * 3600)
+            } else {
+                self.ctx.limits.idle_timeout
+            };
+            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                self.rbuf.reserve(READ_RESERVE);
+            }
+            let wake = tokio::select! {
+                biased;
+                _ = self.ctx.shutdown.cancelled() => Wake::Shutdown,
+                r = tokio::time::timeout(idle, self.rd.read_buf(&mut self.rbuf)) => match r {
+                    Ok(r) => Wake::Read(r),
+                    Err(_) => Wake::IdleTimeout,
+                },
+                ev = recv_event(&mut self.playing) => Wake::Event(ev),
+            };
+            match wake {
+                Wake::Shutdown => {
+                    self.on_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+                    return Ok(());
+                }
+                Wake::Read(Ok(0)) => return Ok(()),
+                Wake::Read(Ok(n)) => {
+                    self.bytes_in += n as u64;
+                    self.process_input()?;
+                    self.maybe_ack();
+                }
+                Wake::Read(Err(e)) => return Err(SessionError::Read(e)),
+                Wake::IdleTimeout => {
+                    return Err(SessionError::Idle(self.ctx.limits.idle_timeout));
+                }
+                Wake::Event(ev) => self.on_event(ev)?,
+            }
+        }
+    }
+
+    pub(super) async fn flush(&mut self) -> Result<(), SessionError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = self.out.queued_bytes() as u64;
+        self.out
+            .write_to(&mut self.wr, self.ctx.limits.write_timeout)
+            .await
+            .map_err(SessionError::Write)?;
+        if let Some(p) = self.playing.as_mut() {
+            p.bytes_out += written;
+        }
+        Ok(())
+    }
+
+    fn process_input(&mut self) -> Result<(), SessionError> {
+        while let Some(msg) = self.reader.read(&mut self.rbuf)? {
+            self.handle_message(msg)?;
+            if self.closing.is_some() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a cumulative acknowledgement each time the peer's window fills.
+    fn maybe_ack(&mut self) {
+        if self.peer_window > 0 && self.bytes_in - self.acked >= self.peer_window as u64 {
+            self.acked = self.bytes_in;
+            // The sequence number is the total received, modulo 2^32.
+            let seq = self.bytes_in as u32;
+            self.control(MSG_ACK, &message::u32_payload(seq));
+        }
+    }
+
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            MSG_SET_CHUNK_SIZE => debug!(size = self.reader.chunk_size(), "peer chunk size"),
+            MSG_ABORT | MSG_ACK | MSG_SET_PEER_BANDWIDTH => {}
+            MSG_WINDOW_ACK_SIZE => {
+                self.peer_window = message::read_u32("window ack size", &msg.payload)?;
+            }
+            MSG_USER_CONTROL => match UserControl::parse(&msg.payload)? {
+                UserControl::PingRequest(t) => {
+                    self.control(MSG_USER_CONTROL, &UserControl::PingResponse(t).encode())
+                }
+                other => debug!(?other, "user control"),
+            },
+            MSG_AUDIO | MSG_VIDEO | MSG_DATA_AMF0 | MSG_DATA_AMF3 | MSG_AGGREGATE => {
+                self.on_media(msg)?
+            }
+            MSG_COMMAND_AMF0 | MSG_COMMAND_AMF3 => {
+                let cmd = Command::decode(msg.type_id, &msg.payload)?;
+                self.on_command(cmd, msg.stream_id)?;
+            }
+            MSG_SHARED_OBJECT_AMF0 | MSG_SHARED_OBJECT_AMF3 => {
+                debug!("shared object message ignored")
+            }
+            other => debug!(type_id = other, "unknown message type ignored"),
+        }
+        Ok(())
+    }
+
+    /// Queues a protocol control message (chunk stream 2, message stream 0).
+    pub(super) fn control(&mut self, type_id: u8, payload: &[u8]) {
+        self.out.message(
+            MessageHeader {
+                csid: CSID_CONTROL,
+                timestamp: 0,
+                type_id,
+                stream_id: 0,
+            },
+            payload,
+        );
+    }
+
+    /// Queues a command message on message stream `stream_id`.
+    pub(super) fn send_command(&mut self, stream_id: u32, cmd: &Command) {
+        self.out.message(
+            MessageHeader {
+                csid: CSID_COMMAND,
+                timestamp: 0,
+                type_id: MSG_COMMAND_AMF0,
+                stream_id,
+            },
+            &cmd.encode(),
+        );
+    }
+
+    /// Hands out the next message stream id, within the per-connection limit.
+    pub(super) fn create_stream(&mut self) -> Option<u32> {
+        if self.created_streams.len() >= self.ctx.limits.max_streams {
+            return None;
+        }
+        let id = self.next_stream_id;
+        self.next_stream_id += 1;
+        self.created_streams.push(id);
+        Some(id)
+    }
+
+    fn on_shutdown(&mut self) {
+        info!("server shutting down");
+        if self.playing.is_some() {
+            self.stop_playing("server shutting down");
+        }
+        if self.publishing.is_some() {
+            self.stop_publishing("server shutting down");
+        }
+    }
+
+    pub(super) fn key_for(&self, name: &str) -> Option<String> {
+        let app = self.connect.as_ref()?.app.as_str();
+        Some(stream_key(app, name))
+    }
+}
+
+/// `APP/STREAM` without queries: the identity of a stream.
+pub fn stream_key(app: &str, name: &str) -> String {
+    let strip = |s: &str| {
+        s.split('?')
+            .next()
+            .unwrap_or("")
+            .trim_matches('/')
+            .to_string()
+    };
+    format!("{}/{}", strip(app), strip(name))
+}
+
+/// Waits for the next event of the stream being played; pending forever when not playing.
+async fn recv_event(playing: &mut Option<Playing>) -> Result<Event, RecvError> {
+    match playing {
+        Some(p) if !p.paused => p.player.rx.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_key;
+
+    #[test]
+    fn stream_key_drops_queries_and_slashes() {
+        assert_eq!(stream_key("live", "cam1"), "live/cam1");
+        assert_eq!(stream_key("live?token=a", "cam1?x=1"), "live/cam1");
+        assert_eq!(stream_key("live/", "/cam1"), "live/cam1");
+    }
+}
