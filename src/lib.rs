@@ -4,6 +4,7 @@
 //! `rtmp` is the protocol without IO; `media` is what the hub carries.
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod hub;
 pub mod media;

@@ -1,0 +1,77 @@
+//! The binary's command line and config errors, as an operator meets them.
+
+use std::process::Command;
+
+fn ringcast(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+    cmd.env_clear().args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run ringcast");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_prints_the_effective_embedded_default() {
+    let (code, out, err) = ringcast(&["--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: toml::Value = toml::from_str(&out).expect("prints TOML");
+    assert_eq!(v["node"]["role"].as_str(), Some("origin"));
+    assert_eq!(v["rtmp"]["listen"].as_str(), Some("0.0.0.0:1935"));
+    assert_eq!(v["http"]["listen"].as_str(), Some("127.0.0.1:8080"));
+    assert!(
+        !v["node"]["id"].as_str().unwrap_or("").is_empty(),
+        "node.id defaults to the host name"
+    );
+}
+
+#[test]
+fn environment_overrides_and_file_are_applied() {
+    let dir = std::env::temp_dir().join(format!("ringcast-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("edge.toml");
+    std::fs::write(
+        &file,
+        "[node]\nid = \"from-file\"\n[rtmp]\nchunk_size = 8192\n",
+    )
+    .expect("write");
+    let path = file.to_string_lossy().to_string();
+    let (code, out, err) = ringcast(
+        &["--check-config", "-c", &path],
+        &[
+            ("RINGCAST_RTMP__LISTEN", "127.0.0.1:19999"),
+            ("RINGCAST_NODE__ID", "from-env"),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    let v: toml::Value = toml::from_str(&out).expect("TOML");
+    assert_eq!(v["rtmp"]["chunk_size"].as_integer(), Some(8192));
+    assert_eq!(v["rtmp"]["listen"].as_str(), Some("127.0.0.1:19999"));
+    assert_eq!(v["node"]["id"].as_str(), Some("from-env"));
+}
+
+#[test]
+fn bad_values_exit_2_naming_the_key() {
+    for (env, key) in [
+        (("RINGCAST_NODE__ROLE", "edg"), "node.role"),
+        (("RINGCAST_RTMP__LISTEN", "0.0.0.0:99999"), "rtmp.listen"),
+        (("RINGCAST_RTMP__LISEN", "0.0.0.0:1935"), "rtmp.lisen"),
+        (("RINGCAST_RTMP__CHUNK_SIZE", "12"), "rtmp.chunk_size"),
+    ] {
+        // Refused both by --check-config and by a normal start.
+        for args in [&["--check-config"][..], &[][..]] {
+            let (code, _, err) = ringcast(args, &[env]);
+            assert_eq!(code, 2, "{env:?} {args:?}: {err}");
+            assert!(err.contains(key), "{env:?}: error should name {key}: {err}");
+        }
+    }
+    let (code, _, err) = ringcast(&["-c", "/nonexistent/ringcast.toml"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/ringcast.toml"), "{err}");
+}

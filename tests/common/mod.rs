@@ -1,0 +1,348 @@
+//! Test harness: the real `ringcast` binary on 127.0.0.1 port 0, real ffmpeg/ffprobe/rtmpdump,
+//! and the project's RTMP client. Every process is killed when its handle drops.
+
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use ringcast::client::{ClientOptions, Incoming, RtmpClient, RtmpUrl};
+use ringcast::rtmp::chunk::RawMessage;
+
+/// A running ringcast node.
+pub struct Node {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    pub rtmp: String,
+}
+
+impl Node {
+    /// Starts `ringcast` with the embedded default config plus `env` overrides; RTMP on a free
+    /// port of 127.0.0.1 (read back from the startup log line).
+    pub async fn start(env: &[(&str, &str)]) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RINGCAST_RTMP__LISTEN", "127.0.0.1:0")
+            .env("RINGCAST_HTTP__LISTEN", "127.0.0.1:0")
+            .env("RINGCAST_LOG__LEVEL", "info,ringcast=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ringcast");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let mut node = Node {
+            child,
+            log,
+            rtmp: String::new(),
+        };
+        let line = node
+            .wait_log("ringcast listening", Duration::from_secs(20))
+            .await;
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("rtmp="))
+            .expect("rtmp= in the listening line")
+            .to_string();
+        node.rtmp = addr;
+        node
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://{}/{}", self.rtmp, path)
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log_lines().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits for a log line containing `needle`; panics with the log after `limit`.
+    pub async fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        self.wait_log_all(&[needle], limit).await
+    }
+
+    /// Waits for a log line containing every one of `needles`.
+    pub async fn wait_log_all(&self, needles: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self
+                .log_lines()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no log line with {needles:?} within {limit:?}; log:\n{}",
+                    self.log_lines().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Sends a signal to the node process.
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- ringcast log ----\n{}", self.log_lines().join("\n"));
+        }
+    }
+}
+
+/// ffmpeg publishing a generated H.264/AAC stream in real time for `seconds` (it stops by
+/// itself), keyframe every `gop` frames at 25 fps.
+pub fn ffmpeg_publish(url: &str, seconds: u32, gop: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g",
+            &gop.to_string(),
+            "-keyint_min",
+            &gop.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-t", &seconds.to_string(), "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ffmpeg (apt-get install ffmpeg)")
+}
+
+/// Runs a command to completion within `limit`; returns (success, stdout, stderr).
+pub async fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn");
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(Ok(out)) => (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Ok(Err(e)) => (false, String::new(), e.to_string()),
+        Err(_) => (false, String::new(), format!("timed out after {limit:?}")),
+    }
+}
+
+/// Number of video frames ffmpeg decodes from `url` (stops after `frames` or `limit`).
+pub async fn ffmpeg_decode_frames(url: &str, frames: u32, limit: Duration) -> (u32, String) {
+    let (_, out, err) = run(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i", url])
+            .args([
+                "-map",
+                "0:v:0",
+                "-frames:v",
+                &frames.to_string(),
+                "-f",
+                "framemd5",
+                "-",
+            ]),
+        limit,
+    )
+    .await;
+    let decoded = out
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count() as u32;
+    (decoded, err)
+}
+
+pub async fn client(url: &str) -> RtmpClient {
+    let url = RtmpUrl::parse(url).expect("url");
+    RtmpClient::connect(&url, ClientOptions::default())
+        .await
+        .expect("connect")
+}
+
+/// Plays `url` with the project's client.
+pub async fn player(url: &str) -> RtmpClient {
+    let mut c = client(url).await;
+    c.play().await.expect("play");
+    c
+}
+
+/// The next media message, skipping status and control events.
+pub async fn next_media(c: &mut RtmpClient, limit: Duration) -> Option<RawMessage> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, c.next()).await {
+            Ok(Ok(Incoming::Media(m))) => return Some(m),
+            Ok(Ok(_)) => continue,
+            Ok(Err(_)) | Err(_) => return None,
+        }
+    }
+}
+
+/// Waits for a status with `code`; returns false on timeout or close.
+pub async fn wait_status(c: &mut RtmpClient, code: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, c.next()).await {
+            Ok(Ok(Incoming::Status(s))) if s.code == code => return true,
+            Ok(Ok(_)) => continue,
+            Ok(Err(_)) | Err(_) => return false,
+        }
+    }
+}
+
+/// Counts video messages received within `window`.
+pub async fn count_video(c: &mut RtmpClient, window: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut n = 0;
+    while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, c.next()).await {
+        if let Incoming::Media(m) = ev {
+            if m.type_id == 9 {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+pub fn is_video_keyframe(m: &RawMessage) -> bool {
+    m.type_id == 9 && ringcast::media::tag::inspect_video(&m.payload).keyframe
+}
+
+pub fn is_video_sequence_header(m: &RawMessage) -> bool {
+    m.type_id == 9 && ringcast::media::tag::inspect_video(&m.payload).sequence_header
+}
+
+/// A publisher of synthetic H.264-tagged video (payloads are not decodable pictures, but their
+/// FLV tags are real: sequence header, keyframes every `gop` frames, inter frames), paced in
+/// real time at `fps` for `frames` frames. Returns the task; it ends by itself.
+pub fn synthetic_publisher(
+    url: &str,
+    fps: u32,
+    frame_bytes: usize,
+    gop: u32,
+    frames: u32,
+) -> tokio::task::JoinHandle<Result<u32, ringcast::client::ClientError>> {
+    let url = url.to_string();
+    tokio::spawn(async move {
+        let mut c = client(&url).await;
+        c.publish().await?;
+        c.send_media(9, 0, &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f])
+            .await?;
+        let interval = Duration::from_secs(1) / fps;
+        let start = tokio::time::Instant::now();
+        let mut body = vec![0u8; frame_bytes.max(6)];
+        for i in 0..frames {
+            let key = i % gop == 0;
+            body[0] = if key { 0x17 } else { 0x27 };
+            body[1] = 1;
+            body[5] = (i % 251) as u8;
+            let ts = i * 1000 / fps;
+            c.send_media(9, ts, &body).await?;
+            tokio::time::sleep_until(start + interval * (i + 1)).await;
+        }
+        Ok(frames)
+    })
+}
+
+/// Resident set size of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A TCP connection that has completed the RTMP handshake and nothing else.
+pub async fn raw_after_handshake(addr: &str) -> tokio::net::TcpStream {
+    use ringcast::rtmp::handshake::{Handshake, Step};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut hs, c0c1) = Handshake::client().expect("handshake");
+    s.write_all(&c0c1).await.expect("c0c1");
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed in handshake");
+        match hs.process(&buf[..n]).expect("handshake") {
+            Step::Continue { reply } => s.write_all(&reply).await.expect("write"),
+            Step::Done { reply, .. } => {
+                s.write_all(&reply).await.expect("c2");
+                return s;
+            }
+        }
+    }
+}
+
+/// Whether the server closes `s` within `limit` (reads until EOF or error).
+pub async fn closed_by_server(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 65536];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
