@@ -36,6 +36,7 @@ pub fn session_limits(cfg: &Config) -> SessionLimits {
         handshake_timeout: cfg.rtmp.handshake_timeout(),
         idle_timeout: cfg.rtmp.idle_timeout(),
         write_timeout: cfg.rtmp.player_write_timeout(),
+        merge_write: cfg.rtmp.merge_write(),
     }
 }
 

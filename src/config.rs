@@ -89,6 +89,10 @@ pub struct RtmpConfig {
     pub player_queue_messages: usize,
     /// 1..=86_400_000; see [`RtmpConfig::player_write_timeout`].
     pub player_write_timeout_ms: u64,
+    /// Cap of adaptive write merging: a player's video may wait 20 µs per player of its
+    /// stream, at most this long, to share a write with what follows. 0: write at once.
+    /// 0..=1000; see [`RtmpConfig::merge_write`].
+    pub merge_write_ms: u64,
 }
 
 impl RtmpConfig {
@@ -105,6 +109,11 @@ impl RtmpConfig {
     /// `rtmp.player_write_timeout_ms` as a [`Duration`].
     pub fn player_write_timeout(&self) -> Duration {
         Duration::from_millis(self.player_write_timeout_ms)
+    }
+
+    /// `rtmp.merge_write_ms` as a [`Duration`].
+    pub fn merge_write(&self) -> Duration {
+        Duration::from_millis(self.merge_write_ms)
     }
 }
 
@@ -348,6 +357,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("rtmp.gop_cache_max_bytes", int(0, 1 << 30)),
     ("rtmp.player_queue_messages", int(1, 1 << 20)),
     ("rtmp.player_write_timeout_ms", int(1, DAY_MS)),
+    ("rtmp.merge_write_ms", int(0, 1000)),
     ("http.listen", Kind::Listen),
     ("cluster.gossip_listen", Kind::Listen),
     ("cluster.gossip_advertise", Kind::OptionalHostPort),
@@ -936,7 +946,8 @@ mod tests {
         assert_eq!(c.rtmp.handshake_timeout_ms, 10_000);
         assert_eq!(c.rtmp.idle_timeout_ms, 30_000);
         assert_eq!(c.rtmp.gop_cache_max_bytes, 16_777_216);
-        assert_eq!(c.rtmp.player_queue_messages, 1024);
+        assert_eq!(c.rtmp.player_queue_messages, 256);
+        assert_eq!(c.rtmp.merge_write_ms, 100);
         assert_eq!(c.rtmp.player_write_timeout_ms, 10_000);
         assert_eq!(c.rtmp.handshake_timeout(), Duration::from_secs(10));
         assert_eq!(c.rtmp.idle_timeout(), Duration::from_secs(30));

@@ -5,8 +5,10 @@
 
 pub mod app;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod hub;
+pub mod load;
 pub mod media;
 pub mod rtmp;
 pub mod server;

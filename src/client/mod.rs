@@ -387,30 +387,53 @@ impl RtmpClient {
         self.bytes_in
     }
 
+    /// The next event from the wire, not from `pending` (callers waiting for one answer
+    /// park the others there).
     async fn read_incoming(&mut self) -> Result<Incoming, ClientError> {
         loop {
-            while let Some(msg) = self.reader.read(&mut self.rbuf)? {
-                // Answers (acks, pongs) queued here go out before the next read; returning
-                // without awaiting keeps `next()` cancel-safe under a timeout.
-                if let Some(ev) = self.handle(msg)? {
-                    return Ok(ev);
-                }
+            if let Some(ev) = self.parse_buffered()? {
+                return Ok(ev);
             }
-            self.flush().await?;
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(64 * 1024);
-            }
-            let n = self.socket.read_buf(&mut self.rbuf).await?;
-            if n == 0 {
-                return Err(ClientError::Closed);
-            }
-            self.bytes_in += n as u64;
-            if self.window > 0 && self.bytes_in - self.acked >= self.window as u64 {
-                self.acked = self.bytes_in;
-                let seq = message::u32_payload(self.bytes_in as u32);
-                self.control_at(MSG_ACK, &seq, self.opts.chunk_size);
+            self.fill().await?;
+        }
+    }
+
+    /// The next event already received, without touching the socket.
+    pub fn try_next(&mut self) -> Result<Option<Incoming>, ClientError> {
+        if let Some(ev) = self.pending.pop_front() {
+            return Ok(Some(ev));
+        }
+        self.parse_buffered()
+    }
+
+    fn parse_buffered(&mut self) -> Result<Option<Incoming>, ClientError> {
+        while let Some(msg) = self.reader.read(&mut self.rbuf)? {
+            // Answers (acks, pongs) queued here go out with the next `fill`; returning
+            // without awaiting keeps `next()` cancel-safe under a timeout.
+            if let Some(ev) = self.handle(msg)? {
+                return Ok(Some(ev));
             }
         }
+        Ok(None)
+    }
+
+    /// Writes what is queued, then reads once from the socket (up to 64 KiB more).
+    pub async fn fill(&mut self) -> Result<usize, ClientError> {
+        self.flush().await?;
+        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
+            self.rbuf.reserve(64 * 1024);
+        }
+        let n = self.socket.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        self.bytes_in += n as u64;
+        if self.window > 0 && self.bytes_in - self.acked >= self.window as u64 {
+            self.acked = self.bytes_in;
+            let seq = message::u32_payload(self.bytes_in as u32);
+            self.control_at(MSG_ACK, &seq, self.opts.chunk_size);
+        }
+        Ok(n)
     }
 
     fn handle(&mut self, msg: RawMessage) -> Result<Option<Incoming>, ClientError> {

@@ -35,7 +35,7 @@ impl Default for HubConfig {
         HubConfig {
             chunk_size: 4096,
             gop_cache_max_bytes: 16 << 20,
-            queue_messages: 1024,
+            queue_messages: 256,
         }
     }
 }
@@ -183,6 +183,11 @@ pub struct Player {
 impl Player {
     pub fn key(&self) -> &str {
         self.stream.key()
+    }
+
+    /// Players of this stream now (a relaxed read, for pacing decisions).
+    pub fn stream_players(&self) -> usize {
+        self.stream.player_count()
     }
 
     /// After a lag: continue from the live edge; the caller waits for the next keyframe.

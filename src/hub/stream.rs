@@ -1,6 +1,6 @@
 //! One stream: publisher slot, fast-start cache, timeline and broadcast ring.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -49,6 +49,8 @@ pub(super) struct Stream {
     state: Mutex<State>,
     frames_in: AtomicU64,
     bytes_in: AtomicU64,
+    /// Mirror of `State::players` that players read without the lock (write merging).
+    players: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -79,6 +81,7 @@ impl Stream {
             state: Mutex::new(State::default()),
             frames_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            players: AtomicUsize::new(0),
         }
     }
 
@@ -110,12 +113,19 @@ impl Stream {
     }
 
     pub(super) fn add_player(&self) {
-        lock(&self.state).players += 1;
+        let mut state = lock(&self.state);
+        state.players += 1;
+        self.players.store(state.players, Ordering::Relaxed);
     }
 
     pub(super) fn remove_player(&self) {
         let mut state = lock(&self.state);
         state.players = state.players.saturating_sub(1);
+        self.players.store(state.players, Ordering::Relaxed);
+    }
+
+    pub(super) fn player_count(&self) -> usize {
+        self.players.load(Ordering::Relaxed)
     }
 
     pub(super) fn is_unused(&self) -> bool {
@@ -165,10 +175,10 @@ impl Stream {
             }
         } else if kind == FrameKind::Video && frame.keyframe {
             state.gop.clear();
-            state.gop_bytes = frame.payload.len();
+            state.gop_bytes = frame.len;
             state.gop.push(frame.clone());
         } else if kind != FrameKind::Data && !state.gop.is_empty() {
-            state.gop_bytes += frame.payload.len();
+            state.gop_bytes += frame.len;
             if state.gop_bytes > self.config.gop_cache_max_bytes {
                 // Too long a GOP to cache: new players wait for the next keyframe instead.
                 state.gop.clear();

@@ -40,9 +40,11 @@ pub struct Frame {
     pub timestamp: u32,
     pub keyframe: bool,
     pub sequence_header: bool,
-    /// The payload as the publisher sent it.
-    pub payload: Bytes,
-    /// The payload with fmt 3 continuation headers at the server's outbound chunk size.
+    /// Length of the payload as the publisher sent it.
+    pub len: usize,
+    /// The payload with fmt 3 continuation headers at the server's outbound chunk size. The
+    /// plain payload is not kept beside it: for a multi-chunk message that would hold every
+    /// byte twice in the GOP cache and the fan-out ring.
     pub chunked: Bytes,
 }
 
@@ -62,7 +64,7 @@ impl Frame {
             timestamp,
             keyframe,
             sequence_header,
-            payload,
+            len: payload.len(),
             chunked,
         }
     }

@@ -37,6 +37,8 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
     /// A write that makes no progress this long disconnects the peer.
     pub write_timeout: Duration,
+    /// How long a player's media may wait to be merged with what follows (0: not at all).
+    pub merge_write: Duration,
 }
 
 impl Default for SessionLimits {
@@ -48,6 +50,7 @@ impl Default for SessionLimits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
+            merge_write: Duration::from_millis(100),
         }
     }
 }

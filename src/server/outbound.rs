@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 
-use crate::media::Frame;
+use crate::media::{Frame, FrameKind};
 use crate::rtmp::chunk::{encode_header, encode_message, MessageHeader};
 
 /// Most iovecs one `writev` takes on Linux (IOV_MAX).
@@ -27,6 +27,10 @@ pub struct Outbound {
     pieces: Vec<Piece>,
     /// Bytes queued and not yet written.
     queued: usize,
+    /// Something other than media is queued (a command answer, a status): write it now.
+    urgent: bool,
+    /// A video frame is queued.
+    video: bool,
     chunk_size: usize,
 }
 
@@ -36,6 +40,8 @@ impl Outbound {
             own: BytesMut::with_capacity(4096),
             pieces: Vec::with_capacity(64),
             queued: 0,
+            urgent: false,
+            video: false,
             chunk_size,
         }
     }
@@ -52,6 +58,14 @@ impl Outbound {
 
     pub fn queued_bytes(&self) -> usize {
         self.queued
+    }
+
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
+    }
+
+    pub fn has_video(&self) -> bool {
+        self.video
     }
 
     fn extend_own(&mut self, start: usize) {
@@ -71,12 +85,14 @@ impl Outbound {
         let start = self.own.len();
         encode_message(&mut self.own, &header, payload, self.chunk_size);
         self.extend_own(start);
+        self.urgent = true;
     }
 
     /// Queues a shared frame for message stream `stream_id`: our header, its shared body.
     pub fn frame(&mut self, frame: &Frame, stream_id: u32) {
         let start = self.own.len();
-        encode_header(&mut self.own, &frame.header(stream_id), frame.payload.len());
+        encode_header(&mut self.own, &frame.header(stream_id), frame.len);
+        self.video |= frame.kind == FrameKind::Video;
         self.extend_own(start);
         if !frame.chunked.is_empty() {
             self.queued += frame.chunked.len();
@@ -116,6 +132,8 @@ impl Outbound {
         self.pieces.clear();
         self.own.clear();
         self.queued = 0;
+        self.urgent = false;
+        self.video = false;
         Ok(())
     }
 }

@@ -60,14 +60,13 @@ pub fn encode_header<B: BufMut>(out: &mut B, h: &MessageHeader, len: usize) {
 
 /// The payload with a fmt 3 basic header (and the repeated extended timestamp, if any) before
 /// every chunk after the first. Shared by every connection that uses the same chunk size, csid
-/// and timestamp; a payload that fits one chunk is returned as is, without a copy.
-pub fn chunk_body(csid: u32, timestamp: u32, payload: &Bytes, chunk_size: usize) -> Bytes {
-    if payload.len() <= chunk_size {
-        return payload.clone();
-    }
+/// and timestamp. Always a fresh allocation of exactly its size, even for a single chunk: the
+/// payload is usually a slice of a 64 KiB read buffer, and a cached frame holding such a slice
+/// would keep the whole buffer alive (fast-start caches hold seconds of frames per stream).
+pub fn chunk_body(csid: u32, timestamp: u32, payload: &[u8], chunk_size: usize) -> Bytes {
     let extended = timestamp >= EXTENDED_TIMESTAMP;
     let per_chunk = if extended { 5 } else { 1 } + if csid >= 64 { 2 } else { 0 };
-    let chunks = payload.len().div_ceil(chunk_size);
+    let chunks = payload.len().div_ceil(chunk_size).max(1);
     let mut out = BytesMut::with_capacity(payload.len() + (chunks - 1) * per_chunk);
     for (i, piece) in payload.chunks(chunk_size).enumerate() {
         if i > 0 {
@@ -150,9 +149,12 @@ mod tests {
     }
 
     #[test]
-    fn single_chunk_body_is_not_copied() {
-        let payload = Bytes::from(vec![1u8; 100]);
+    fn body_is_an_exact_copy_not_a_view_of_the_read_buffer() {
+        let read_buffer = Bytes::from(vec![1u8; 65536]);
+        let payload = read_buffer.slice(100..200);
         let body = chunk_body(6, 0, &payload, 4096);
-        assert_eq!(body.as_ptr(), payload.as_ptr());
+        assert_eq!(body, payload);
+        assert_ne!(body.as_ptr(), payload.as_ptr());
+        assert!(chunk_body(6, 0, &[], 4096).is_empty());
     }
 }

@@ -1,0 +1,125 @@
+//! Load-tool players: connect, play, read and parse chunks without decoding, and record what a
+//! viewer would feel — time to first frame, delay, loss, bitrate.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::synth::{now_micros, read_stamp};
+use crate::client::{ClientOptions, Incoming, RtmpClient, RtmpUrl};
+use crate::media::tag::inspect_video;
+use crate::rtmp::MSG_VIDEO;
+
+#[derive(Debug, Default, Clone)]
+pub struct PlayerStats {
+    pub connected: bool,
+    /// Connect start to the first video keyframe.
+    pub ttff: Option<Duration>,
+    pub video_frames: u64,
+    pub bytes: u64,
+    /// Publisher-to-player delay of every stamped frame sent after the player connected and
+    /// after the ramp (frames from the fast-start cache are older by design and not delay),
+    /// microseconds.
+    pub delays_us: Vec<u32>,
+    /// Stamped sequence numbers seen: first and last, to compute loss.
+    pub first_seq: Option<u32>,
+    pub last_seq: Option<u32>,
+    pub stamped_frames: u64,
+    pub error: Option<String>,
+    /// How long the player was receiving (for its bitrate).
+    pub active: Duration,
+}
+
+impl PlayerStats {
+    /// Share of stamped frames between the first and last seen that never arrived.
+    pub fn loss(&self) -> f64 {
+        match (self.first_seq, self.last_seq) {
+            (Some(a), Some(b)) if b >= a => {
+                let expected = (b - a + 1) as f64;
+                (1.0 - self.stamped_frames as f64 / expected).max(0.0)
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Plays `url` until `until`. With a `read_interval`, the player reads its socket at most
+/// that often (fewer, larger reads: a cheaper client for capacity runs; delay figures then
+/// include up to one interval).
+///
+/// Delay is recorded for frames sent at or after `measure_from_us` (wall clock, µs): the
+/// steady state after every player has joined, not the ramp.
+pub async fn run(
+    url: RtmpUrl,
+    until: Instant,
+    read_interval: Duration,
+    measure_from_us: u64,
+) -> PlayerStats {
+    let mut stats = PlayerStats::default();
+    let started = Instant::now();
+    let result = tokio::time::timeout_at(
+        until,
+        play(&url, started, read_interval, measure_from_us, &mut stats),
+    )
+    .await;
+    stats.active = started.elapsed();
+    match result {
+        Ok(Err(e)) => stats.error = Some(e.to_string()),
+        Ok(Ok(())) => stats.error = Some("server ended the stream".into()),
+        Err(_) => {} // ran to the end
+    }
+    stats
+}
+
+async fn play(
+    url: &RtmpUrl,
+    started: Instant,
+    read_interval: Duration,
+    measure_from_us: u64,
+    stats: &mut PlayerStats,
+) -> Result<(), crate::client::ClientError> {
+    let joined_at = now_micros().max(measure_from_us);
+    let mut c = RtmpClient::connect(url, ClientOptions::default()).await?;
+    c.play().await?;
+    stats.connected = true;
+    let mut next_read = Instant::now();
+    loop {
+        let ev = match c.try_next()? {
+            Some(ev) => ev,
+            None => {
+                if !read_interval.is_zero() {
+                    next_read += read_interval;
+                    tokio::time::sleep_until(next_read).await;
+                }
+                c.fill().await?;
+                stats.bytes = c.bytes_in();
+                continue;
+            }
+        };
+        let msg = match ev {
+            Incoming::Media(m) => m,
+            Incoming::Status(s) if s.code == "NetStream.Play.Stop" => return Ok(()),
+            _ => continue,
+        };
+        if msg.type_id != MSG_VIDEO {
+            continue;
+        }
+        let info = inspect_video(&msg.payload);
+        if info.sequence_header || info.command {
+            continue;
+        }
+        stats.video_frames += 1;
+        if stats.ttff.is_none() && info.keyframe {
+            stats.ttff = Some(started.elapsed());
+        }
+        if let Some((sent, seq)) = read_stamp(&msg.payload) {
+            if sent >= joined_at {
+                let delay = now_micros().saturating_sub(sent).min(u32::MAX as u64) as u32;
+                stats.delays_us.push(delay);
+            }
+            stats.first_seq.get_or_insert(seq);
+            stats.last_seq = Some(seq);
+            stats.stamped_frames += 1;
+        }
+    }
+}
