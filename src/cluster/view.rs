@@ -1,0 +1,217 @@
+//! The cluster as one node sees it: membership, ring and claims, rebuilt from chitchat's state.
+//!
+//! Owns: turning chitchat node states into [`NodeView`]s, choosing ring members and claimants,
+//! caching parsed adverts between rebuilds. Must never: mutate chitchat state, keep the chitchat
+//! lock longer than one pass over the node table, or publish a view that did not change.
+//!
+//! Rules:
+//! - one entry per node id: a live generation beats a dead one, then the highest generation
+//!   wins (a restarted node is a new chitchat id with a larger generation; its dead predecessor
+//!   is hidden, and the ring, keyed by node id, does not move);
+//! - nodes whose identity keys have not arrived yet are not listed;
+//! - ring members: live, ready, not draining, not leaving origins;
+//! - claimants: live, not leaving origins (a draining origin still serves its publishers).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chitchat::{Chitchat, ChitchatId};
+use serde::Serialize;
+
+use super::locator::{Claimant, Location, Locator};
+use super::ring::Ring;
+use super::state::Advert;
+use super::{Load, NodeRole};
+
+/// One node as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    pub id: String,
+    pub role: NodeRole,
+    /// RTMP `host:port` clients are sent to.
+    pub rtmp_addr: String,
+    pub http_addr: String,
+    pub gossip_addr: SocketAddr,
+    /// Start time of this incarnation (ns since the Unix epoch); a restart is a new generation.
+    pub generation: u64,
+    /// The failure detector considers the node alive. Dead nodes stay listed until chitchat
+    /// forgets them (`FailureDetection::dead_node_grace`).
+    pub live: bool,
+    pub ready: bool,
+    pub draining: bool,
+    /// The node announced a clean shutdown.
+    pub leaving: bool,
+    /// Member of the ring (live, ready, not draining, not leaving origin).
+    pub in_ring: bool,
+    pub load: Load,
+    /// Streams the node advertises.
+    pub streams: usize,
+}
+
+/// An immutable snapshot of the cluster; cheap to share (`Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    version: u64,
+    nodes: Vec<NodeView>,
+    locator: Locator,
+    state_bytes: usize,
+}
+
+impl ClusterView {
+    /// Increases by one with every published change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Known nodes, sorted by id, this node included.
+    pub fn nodes(&self) -> &[NodeView] {
+        &self.nodes
+    }
+
+    pub fn node(&self, id: &str) -> Option<&NodeView> {
+        self.nodes
+            .binary_search_by(|node| node.id.as_str().cmp(id))
+            .ok()
+            .and_then(|at| self.nodes.get(at))
+    }
+
+    /// See [`Locator::locate`].
+    pub fn locate(&self, stream: &str) -> Option<Location> {
+        self.locator.locate(stream)
+    }
+
+    pub fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    pub fn ring(&self) -> &Ring {
+        self.locator.ring()
+    }
+
+    /// Bytes of gossiped keys and values this node holds for all known nodes (dead ones
+    /// included): the size of the replicated state.
+    pub fn state_bytes(&self) -> usize {
+        self.state_bytes
+    }
+}
+
+struct Cached {
+    max_version: u64,
+    advert: Option<Arc<Advert>>,
+    bytes: usize,
+}
+
+/// Rebuilds [`ClusterView`]s, re-parsing only nodes whose state changed.
+#[derive(Default)]
+pub(crate) struct ViewBuilder {
+    cache: HashMap<ChitchatId, Cached>,
+    /// (id, max version, live) of every known node at the last rebuild.
+    fingerprint: Vec<(ChitchatId, u64, bool)>,
+    ring: Arc<Ring>,
+    version: u64,
+    built_once: bool,
+}
+
+impl ViewBuilder {
+    /// A new view if anything changed since the last call.
+    pub(crate) fn rebuild(&mut self, chitchat: &Chitchat) -> Option<ClusterView> {
+        let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+        let states = chitchat.node_states();
+        let fingerprint: Vec<(ChitchatId, u64, bool)> = states
+            .iter()
+            .map(|(id, state)| (id.clone(), state.max_version(), live.contains(id)))
+            .collect();
+        if self.built_once && fingerprint == self.fingerprint {
+            return None;
+        }
+        self.built_once = true;
+        self.cache.retain(|id, _| states.contains_key(id));
+        let mut best: BTreeMap<&str, (bool, u64, &ChitchatId, Arc<Advert>)> = BTreeMap::new();
+        let mut state_bytes = 0;
+        for (id, state) in states {
+            let cached = self.cache.get(id);
+            let advert = match cached {
+                Some(cached) if cached.max_version == state.max_version() => {
+                    state_bytes += cached.bytes;
+                    cached.advert.clone()
+                }
+                _ => {
+                    let previous = cached.and_then(|c| c.advert.as_deref());
+                    let advert = Advert::parse(state, previous).map(Arc::new);
+                    let bytes = state.key_values().map(|(k, v)| k.len() + v.len()).sum();
+                    state_bytes += bytes;
+                    self.cache.insert(
+                        id.clone(),
+                        Cached {
+                            max_version: state.max_version(),
+                            advert: advert.clone(),
+                            bytes,
+                        },
+                    );
+                    advert
+                }
+            };
+            let Some(advert) = advert else { continue };
+            let rank = (live.contains(id), id.generation_id);
+            let entry = best.entry(&id.node_id);
+            match entry {
+                std::collections::btree_map::Entry::Vacant(vacant) => {
+                    vacant.insert((rank.0, rank.1, id, advert));
+                }
+                std::collections::btree_map::Entry::Occupied(mut occupied) => {
+                    let current = occupied.get();
+                    if rank > (current.0, current.1) {
+                        occupied.insert((rank.0, rank.1, id, advert));
+                    }
+                }
+            }
+        }
+
+        let mut nodes = Vec::with_capacity(best.len());
+        let mut claimants = Vec::new();
+        let mut ring_rtmp = HashMap::new();
+        for (node_id, (live, generation, id, advert)) in best {
+            let origin = advert.role == NodeRole::Origin;
+            let in_ring = live && origin && advert.ready && !advert.draining && !advert.leaving;
+            if in_ring {
+                ring_rtmp.insert(node_id.to_string(), advert.rtmp.clone());
+            }
+            if live && origin && !advert.leaving {
+                claimants.push(Claimant {
+                    node_id: node_id.to_string(),
+                    rtmp: advert.rtmp.clone(),
+                    advert: advert.clone(),
+                });
+            }
+            nodes.push(NodeView {
+                id: node_id.to_string(),
+                role: advert.role,
+                rtmp_addr: advert.rtmp.clone(),
+                http_addr: advert.http.clone(),
+                gossip_addr: id.gossip_advertise_addr,
+                generation,
+                live,
+                ready: advert.ready,
+                draining: advert.draining,
+                leaving: advert.leaving,
+                in_ring,
+                load: advert.load,
+                streams: advert.stream_count(),
+            });
+        }
+        let mut members: Vec<&String> = ring_rtmp.keys().collect();
+        members.sort();
+        if self.ring.members().iter().ne(members.iter().copied()) {
+            self.ring = Arc::new(Ring::new(members.into_iter().cloned()));
+        }
+        self.fingerprint = fingerprint;
+        self.version += 1;
+        Some(ClusterView {
+            version: self.version,
+            nodes,
+            locator: Locator::new(claimants, self.ring.clone(), ring_rtmp),
+            state_bytes,
+        })
+    }
+}
