@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::flv::FlvTag;
 use super::synth::{self, SynthProfile, AAC_SEQUENCE_HEADER, AUDIO_FPS, AVC_SEQUENCE_HEADER};
 use crate::client::{ClientError, ClientOptions, RtmpClient, RtmpUrl};
+use crate::media::tag::{inspect_video, is_audio_sequence_header};
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::{MSG_AUDIO, MSG_DATA_AMF0, MSG_VIDEO};
 
@@ -131,12 +132,15 @@ async fn file(
     let mut seq = 0u32;
     loop {
         for tag in tags {
+            let video = (tag.type_id == MSG_VIDEO).then(|| inspect_video(&tag.data));
+            // An end-of-sequence tag would make players' decoders flush on every loop.
+            if video.is_some_and(|v| v.command) {
+                continue;
+            }
             // Sequence headers and metadata once; media on every loop.
             let is_header = tag.type_id == MSG_DATA_AMF0
-                || (tag.type_id == MSG_VIDEO && tag.data.get(1) == Some(&0))
-                || (tag.type_id == MSG_AUDIO
-                    && tag.data.get(1) == Some(&0)
-                    && tag.data[0] >> 4 == 10);
+                || video.is_some_and(|v| v.sequence_header)
+                || (tag.type_id == MSG_AUDIO && is_audio_sequence_header(&tag.data));
             if loop_offset > 0 && is_header {
                 continue;
             }
@@ -147,9 +151,9 @@ async fn file(
             }
             tokio::time::sleep_until(at).await;
             stats.bytes += tag.data.len() as u64;
-            if tag.type_id == MSG_VIDEO && !is_header {
+            if video.is_some() && !is_header {
                 stats.video_frames += 1;
-                if stamp {
+                if stamp && tag.data.len() >= 5 + synth::STAMP_LEN {
                     let mut body = tag.data.to_vec();
                     synth::stamp(&mut body, seq);
                     seq += 1;

@@ -181,15 +181,6 @@ impl Session {
                 reason = why,
                 "play stop"
             );
-            if why == "server shutting down" {
-                self.user_control(UserControl::StreamEof(p.stream_id));
-                self.on_status(
-                    p.stream_id,
-                    "status",
-                    "NetStream.Play.Stop",
-                    "server shutting down",
-                );
-            }
         }
     }
 

@@ -98,14 +98,6 @@ impl Session {
                 reason = why,
                 "publish stop"
             );
-            if why == "server shutting down" {
-                self.on_status(
-                    p.stream_id,
-                    "status",
-                    "NetStream.Unpublish.Success",
-                    "server shutting down",
-                );
-            }
         }
     }
 

@@ -425,13 +425,17 @@ impl Session {
         Some(id)
     }
 
+    /// Tells the peer its stream ends, then stops it.
     fn on_shutdown(&mut self) {
-        info!("server shutting down");
-        if self.playing.is_some() {
-            self.stop_playing("server shutting down");
+        const WHY: &str = "server shutting down";
+        if let Some(sid) = self.playing.as_ref().map(|p| p.stream_id) {
+            self.user_control(UserControl::StreamEof(sid));
+            self.on_status(sid, "status", "NetStream.Play.Stop", WHY);
+            self.stop_playing(WHY);
         }
-        if self.publishing.is_some() {
-            self.stop_publishing("server shutting down");
+        if let Some(sid) = self.publishing.as_ref().map(|p| p.stream_id) {
+            self.on_status(sid, "status", "NetStream.Unpublish.Success", WHY);
+            self.stop_publishing(WHY);
         }
     }
 
