@@ -137,3 +137,66 @@ impl Outbound {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::chunk::{ChunkReader, ReaderLimits};
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+
+    /// Many frames and control messages through a real socket whose reader is slow: partial
+    /// vectored writes must resume exactly, and the peer must read back every message.
+    #[tokio::test]
+    async fn vectored_batches_survive_partial_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut server, _) = listener.accept().await.expect("accept");
+        let (_rd, mut wr) = client.into_split();
+
+        let mut out = Outbound::new(128);
+        let mut expected = Vec::new();
+        // The peer starts at chunk size 128; announce 4096 the way a session does.
+        out.message(
+            MessageHeader {
+                csid: 2,
+                timestamp: 0,
+                type_id: 1,
+                stream_id: 0,
+            },
+            &4096u32.to_be_bytes(),
+        );
+        out.set_chunk_size(4096);
+        for i in 0..600u32 {
+            let len = 100 + (i as usize * 977) % 30_000;
+            let payload = Bytes::from(vec![(i % 251) as u8; len]);
+            let frame = Frame::new(FrameKind::Video, i * 33, payload.clone(), 4096);
+            out.frame(&frame, 1);
+            expected.push((i * 33, payload));
+        }
+        assert!(out.is_urgent() && out.has_video());
+        let reader = tokio::spawn(async move {
+            let mut reader = ChunkReader::new(ReaderLimits::default());
+            let mut buf = bytes::BytesMut::new();
+            let mut got = Vec::new();
+            while got.len() < 601 {
+                buf.reserve(1000);
+                // Small, slow reads keep the sender's socket buffer full.
+                let mut small = vec![0u8; 1000];
+                let n = server.read(&mut small).await.expect("read");
+                assert!(n > 0, "closed early");
+                buf.extend_from_slice(&small[..n]);
+                while let Some(m) = reader.read(&mut buf).expect("valid chunks") {
+                    got.push((m.timestamp, m.payload));
+                }
+            }
+            got
+        });
+        out.write_to(&mut wr, Duration::from_secs(20)).await.expect("write");
+        assert!(out.is_empty() && out.queued_bytes() == 0 && !out.is_urgent() && !out.has_video());
+        let got = reader.await.expect("reader");
+        assert_eq!(got.len(), 601);
+        assert_eq!(&got[1..], &expected[..]);
+    }
+}
