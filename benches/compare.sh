@@ -17,7 +17,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 QUICK=${QUICK:-0}
 STEP_SECONDS=${STEP_SECONDS:-$([ "$QUICK" = 1 ] && echo 6 || echo 15)}
-FANOUT_STEPS=${FANOUT_STEPS:-$([ "$QUICK" = 1 ] && echo "250 1000" || echo "500 1000 2000 3000 4000 5000 6000 8000")}
+FANOUT_STEPS=${FANOUT_STEPS:-$([ "$QUICK" = 1 ] && echo "250 1000" || echo "1000 2000 2500 3000 3500 4000 5000 6000")}
 NGINX_PORT=${NGINX_PORT:-19361}
 RINGCAST_PORT=${RINGCAST_PORT:-19362}
 
@@ -67,12 +67,13 @@ stop_nginx() {
   sleep 1
 }
 
-start_ringcast() {
+start_ringcast() { # [merge_write_ms]
   cat > "$OUT/ringcast.toml" <<EOF
 [rtmp]
 listen = "127.0.0.1:$RINGCAST_PORT"
 chunk_size = 4096
 max_connections = 20000
+merge_write_ms = ${1:-100}
 [log]
 level = "warn"
 EOF
@@ -81,6 +82,10 @@ EOF
   sleep 0.5
   SERVER_URL=rtmp://127.0.0.1:$RINGCAST_PORT/live
 }
+
+# ringcast with write merging off: every frame written at once, as nginx-rtmp does.
+start_nomerge() { start_ringcast 0; }
+stop_nomerge() { stop_ringcast; }
 
 stop_ringcast() {
   kill "$SERVER_PID" 2>/dev/null || true
@@ -93,7 +98,7 @@ load() { # name, then ringcast-load arguments
     | tee "$OUT/$name.txt"
 }
 
-for server in nginx ringcast; do
+for server in nginx ringcast nomerge; do
   echo "######## $server"
   # 1. Fan-out: one 2.5 Mb/s stream, N players; stop after the first step with players behind.
   for n in $FANOUT_STEPS; do
@@ -104,15 +109,16 @@ for server in nginx ringcast; do
     behind=$(python3 -c "import json;print(json.load(open('$OUT/$server-fanout-$n.json'))['players_behind'])")
     [ "$behind" = 0 ] || break
   done
-  # 2. Many streams: 500 publishers at 500 kb/s, one player each.
-  start_$server
-  load "$server-streams-500" --url "$SERVER_URL/many" --streams 500 --players 1 --ramp 500 \
-    --duration "$STEP_SECONDS" --lead 5 --bitrate 436 --audio-kbps 64 --fps 25 --gop 50
-  stop_$server
   # 3 + 4. Delay and time to first frame at 100 players (late joiners, ramped).
   start_$server
   load "$server-delay-100" --url "$SERVER_URL/delay" --players 100 --ramp 20 \
     --duration "$STEP_SECONDS" --bitrate 2500 --fps 30 --gop 60
+  stop_$server
+  [ "$server" = nomerge ] && continue
+  # 2. Many streams: 500 publishers at 500 kb/s, one player each.
+  start_$server
+  load "$server-streams-500" --url "$SERVER_URL/many" --streams 500 --players 1 --ramp 500 \
+    --duration "$STEP_SECONDS" --lead 5 --bitrate 436 --audio-kbps 64 --fps 25 --gop 50
   stop_$server
   # 5. Memory: 2000 idle players (no publisher), then 2000 active ones.
   start_$server

@@ -232,12 +232,12 @@ impl Session {
                 return Ok(());
             }
             // Players may legitimately send nothing for minutes (acks come every 2.5 MB);
-            // they are bounded by the write stall timeout instead.
-            let idle = if self.playing.is_some() {
-                Duration::from_secs(24 * 3600)
-            } else {
-                self.ctx.limits.idle_timeout
-            };
+            // they are bounded by the write stall timeout instead, and get no idle timer (a
+            // timer per wake-up is measurable at thousands of players).
+            let idle_at = self
+                .playing
+                .is_none()
+                .then(|| tokio::time::Instant::now() + self.ctx.limits.idle_timeout);
             // The read buffer follows the peer's rate: twice the last read, 4 KiB to 64 KiB.
             // Players and idle connections send little and keep small buffers; a fast
             // publisher gets large reads.
@@ -249,10 +249,8 @@ impl Session {
             let wake = tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => Wake::Shutdown,
-                r = tokio::time::timeout(idle, self.rd.read_buf(&mut self.rbuf)) => match r {
-                    Ok(r) => Wake::Read(r),
-                    Err(_) => Wake::IdleTimeout,
-                },
+                r = self.rd.read_buf(&mut self.rbuf) => Wake::Read(r),
+                _ = sleep_until_opt(idle_at) => Wake::IdleTimeout,
                 ev = recv_event(&mut self.playing) => Wake::Event(ev),
                 _ = sleep_until_opt(flush_at) => Wake::FlushDue,
             };
@@ -318,7 +316,13 @@ impl Session {
         match &self.playing {
             Some(p) if !cap.is_zero() => {
                 let players = p.player.stream_players() as u32;
-                (MERGE_PER_PLAYER * players).min(cap)
+                let window = (MERGE_PER_PLAYER * players).min(cap);
+                // Below the timer's 1 ms resolution a window only costs a wake-up.
+                if window < Duration::from_millis(1) {
+                    Duration::ZERO
+                } else {
+                    window
+                }
             }
             _ => Duration::ZERO,
         }
