@@ -14,9 +14,11 @@
 //!
 //! Typed views: the listen addresses (`rtmp.listen`, `http.listen`, `cluster.gossip_listen`) are
 //! [`SocketAddr`] fields; the advertise addresses and seeds stay `String`s (they may be host
-//! names) validated as `host:port` (see [`parse_host_port`]), with `""` meaning "not set" for the
-//! advertise addresses; timeouts are `*_ms` integer fields with [`Duration`] accessors on
-//! [`RtmpConfig`].
+//! names) validated as `host:port` (see [`parse_host_port`]; advertise addresses may use port 0
+//! for "the port the listener bound", see [`parse_advertise`]), with `""` meaning "not set" for
+//! the advertise addresses; timeouts are `*_ms` integer fields with [`Duration`] accessors on
+//! [`RtmpConfig`]. Rules spanning several keys (an edge needs a cluster, advertised addresses
+//! must be routable) are checked last.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -326,8 +328,9 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// IP:port, parsed into `SocketAddr`.
     Listen,
-    /// "" or host:port.
-    OptionalHostPort,
+    /// "" or host:port; port 0 means "the port the matching listener bound" (see
+    /// [`parse_advertise`]).
+    OptionalAdvertise,
     /// List of host:port.
     HostPortList,
 }
@@ -346,7 +349,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("node.id", STR),
     ("node.role", Kind::Choice(&["origin", "edge"])),
     ("rtmp.listen", Kind::Listen),
-    ("rtmp.advertise", Kind::OptionalHostPort),
+    ("rtmp.advertise", Kind::OptionalAdvertise),
     ("rtmp.chunk_size", int(128, 65_536)),
     ("rtmp.max_chunk_size", int(128, 16_777_215)),
     ("rtmp.max_message_size", int(1024, 16_777_215)),
@@ -360,7 +363,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("rtmp.merge_write_ms", int(0, 1000)),
     ("http.listen", Kind::Listen),
     ("cluster.gossip_listen", Kind::Listen),
-    ("cluster.gossip_advertise", Kind::OptionalHostPort),
+    ("cluster.gossip_advertise", Kind::OptionalAdvertise),
     ("cluster.seeds", Kind::HostPortList),
     ("cluster.secret", STR),
     ("cluster.cluster_id", NON_EMPTY_STR),
@@ -509,7 +512,14 @@ impl Config {
                 "set cluster.secret too; gossip is authenticated",
             ));
         }
+        check_cluster_addresses(&config, &layers)?;
         Ok(config)
+    }
+
+    /// True when this node joins a cluster (`cluster.secret` is set); otherwise it runs
+    /// standalone and opens no gossip port.
+    pub fn cluster_enabled(&self) -> bool {
+        !self.cluster.secret.is_empty()
     }
 
     /// The effective config as TOML (for --check-config). Includes `cluster.secret`.
@@ -583,7 +593,7 @@ fn toml_type_error(kind: Kind, value: &toml::Value) -> Option<String> {
         Kind::Int { .. } if value.as_integer().is_none() => {
             Some(format!("expected an integer, found {}", found(value)))
         }
-        Kind::Str { .. } | Kind::Choice(_) | Kind::Listen | Kind::OptionalHostPort
+        Kind::Str { .. } | Kind::Choice(_) | Kind::Listen | Kind::OptionalAdvertise
             if value.as_str().is_none() =>
         {
             Some(format!("expected a string, found {}", found(value)))
@@ -750,9 +760,9 @@ fn check_value(
                 ));
             }
         }
-        Kind::OptionalHostPort => {
+        Kind::OptionalAdvertise => {
             let value = get_string()?;
-            if !value.is_empty() && parse_host_port(&value).is_none() {
+            if !value.is_empty() && parse_advertise(&value).is_none() {
                 return Err(layers.invalid(
                     key,
                     format!("invalid host:port {value:?}, expected e.g. node-1.example.com:1935, 10.0.0.1:1935 or [::1]:1935 (or empty for not set)"),
@@ -774,6 +784,71 @@ fn check_value(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Rules that involve several keys: what a node in a cluster needs to be reachable.
+///
+/// - an edge only makes sense in a cluster, so it needs `cluster.secret`;
+/// - in a cluster, `node.id` is a gossip identity: no spaces or control characters;
+/// - an advertised address must be one peers and clients can dial: never `0.0.0.0` or `::`;
+/// - in a cluster, a wildcard `cluster.gossip_listen` needs `cluster.gossip_advertise`, and an
+///   origin whose `rtmp.listen` is a wildcard needs `rtmp.advertise` (the cluster would refuse
+///   both at start; refusing them here lets `--check-config` catch them too).
+fn check_cluster_addresses(config: &Config, layers: &Layers<'_>) -> Result<(), ConfigError> {
+    if config.node.role == Role::Edge && !config.cluster_enabled() {
+        return Err(layers.invalid(
+            "node.role",
+            "an edge needs a cluster; set cluster.secret and cluster.seeds",
+        ));
+    }
+    for (key, value) in [
+        ("rtmp.advertise", &config.rtmp.advertise),
+        ("cluster.gossip_advertise", &config.cluster.gossip_advertise),
+    ] {
+        let unspecified = parse_advertise(value)
+            .and_then(|(host, _)| host.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_unspecified());
+        if unspecified {
+            return Err(layers.invalid(
+                key,
+                format!("{value:?} is not routable; advertise an address other nodes and clients can reach (the node's IP or DNS name)"),
+            ));
+        }
+    }
+    if !config.cluster_enabled() {
+        return Ok(());
+    }
+    let id = &config.node.id;
+    if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(layers.invalid(
+            "node.id",
+            "in a cluster, must be 1-128 characters without spaces or control characters",
+        ));
+    }
+    if config.cluster.gossip_advertise.is_empty()
+        && config.cluster.gossip_listen.ip().is_unspecified()
+    {
+        return Err(layers.invalid(
+            "cluster.gossip_advertise",
+            format!(
+                "required when cluster.gossip_listen ({}) is a wildcard address; set the host:port other nodes reach this node's gossip at",
+                config.cluster.gossip_listen
+            ),
+        ));
+    }
+    if config.node.role == Role::Origin
+        && config.rtmp.advertise.is_empty()
+        && config.rtmp.listen.ip().is_unspecified()
+    {
+        return Err(layers.invalid(
+            "rtmp.advertise",
+            format!(
+                "required for an origin in a cluster when rtmp.listen ({}) is a wildcard address; set the host:port edges and redirected clients reach this node at",
+                config.rtmp.listen
+            ),
+        ));
     }
     Ok(())
 }
@@ -802,6 +877,17 @@ fn pick_node_id(proc_hostname: Option<String>, hostname_env: Option<&str>) -> St
 /// address, or a bracketed IPv6 address (`[::1]:1935`, returned without brackets), then a port
 /// 1..=65535.
 pub fn parse_host_port(s: &str) -> Option<(&str, u16)> {
+    split_host_port(s).filter(|(_, port)| *port != 0)
+}
+
+/// Splits an advertise address (`rtmp.advertise`, `cluster.gossip_advertise`): like
+/// [`parse_host_port`], but port 0 is allowed and means "the port the matching listener bound"
+/// (useful with `listen = "127.0.0.1:0"`).
+pub fn parse_advertise(s: &str) -> Option<(&str, u16)> {
+    split_host_port(s)
+}
+
+fn split_host_port(s: &str) -> Option<(&str, u16)> {
     let (host, port) = match s.strip_prefix('[') {
         Some(rest) => {
             let (host, port) = rest.split_once("]:")?;
@@ -820,7 +906,7 @@ pub fn parse_host_port(s: &str) -> Option<(&str, u16)> {
         return None;
     }
     let port: u16 = port.parse().ok()?;
-    (port != 0).then_some((host, port))
+    Some((host, port))
 }
 
 fn valid_host_name(host: &str) -> bool {
@@ -1008,6 +1094,7 @@ mod tests {
             advertise = "origin-7.example.com:1936"
             chunk_size = 128
             [cluster]
+            gossip_advertise = "origin-7.example.com:7946"
             seeds = ["origin-0:7946", "10.0.0.2:7946", "[fd00::3]:7946"]
             secret = "s3cret"
             [edge]
@@ -1023,6 +1110,7 @@ mod tests {
         assert_eq!(c.rtmp.listen, "[::]:1936".parse::<SocketAddr>().unwrap());
         assert_eq!(c.rtmp.advertise, "origin-7.example.com:1936");
         assert_eq!(c.rtmp.chunk_size, 128);
+        assert_eq!(c.cluster.gossip_advertise, "origin-7.example.com:7946");
         assert_eq!(
             c.cluster.seeds,
             ["origin-0:7946", "10.0.0.2:7946", "[fd00::3]:7946"]
@@ -1061,28 +1149,39 @@ mod tests {
 
     #[test]
     fn env_without_file() {
-        let c = Config::load_from(None, &env(&[("RINGCAST_NODE__ROLE", "edge")])).unwrap();
+        let c = Config::load_from(None, &env(&[("RINGCAST_RTMP__CHUNK_SIZE", "8192")])).unwrap();
+        assert_eq!(c.rtmp.chunk_size, 8192);
+        let mut vars = CLUSTER_ENV.to_vec();
+        vars.push(("RINGCAST_NODE__ROLE", "edge"));
+        let c = Config::load_from(None, &env(&vars)).unwrap();
         assert_eq!(c.node.role, Role::Edge);
+    }
+
+    /// What a clustered origin on the default (wildcard) listen addresses needs.
+    const CLUSTER_ENV: [(&str, &str); 3] = [
+        ("RINGCAST_CLUSTER__SECRET", "k"),
+        ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "10.0.0.1:7946"),
+        ("RINGCAST_RTMP__ADVERTISE", "10.0.0.1:1935"),
+    ];
+
+    fn cluster_env(extra: &[(&'static str, &'static str)]) -> Vec<(String, String)> {
+        let mut vars = CLUSTER_ENV.to_vec();
+        vars.extend_from_slice(extra);
+        env(&vars)
     }
 
     #[test]
     fn seeds_from_comma_list() {
         let c = Config::load_from(
             None,
-            &env(&[
-                ("RINGCAST_CLUSTER__SEEDS", "origin-0:7946, origin-1:7946"),
-                ("RINGCAST_CLUSTER__SECRET", "k"),
-            ]),
+            &cluster_env(&[("RINGCAST_CLUSTER__SEEDS", "origin-0:7946, origin-1:7946")]),
         )
         .unwrap();
         assert_eq!(c.cluster.seeds, ["origin-0:7946", "origin-1:7946"]);
 
         let one = Config::load_from(
             None,
-            &env(&[
-                ("RINGCAST_CLUSTER__SEEDS", "origin-0:7946"),
-                ("RINGCAST_CLUSTER__SECRET", "k"),
-            ]),
+            &cluster_env(&[("RINGCAST_CLUSTER__SEEDS", "origin-0:7946")]),
         )
         .unwrap();
         assert_eq!(one.cluster.seeds, ["origin-0:7946"]);
@@ -1091,11 +1190,109 @@ mod tests {
     #[test]
     fn empty_seeds_env_clears_the_list() {
         let c = with_file(
-            "[cluster]\nseeds = [\"origin-0:7946\"]\nsecret = \"k\"\n",
+            "[cluster]\nseeds = [\"origin-0:7946\"]\nsecret = \"k\"\ngossip_advertise = \"10.0.0.1:7946\"\n[rtmp]\nadvertise = \"10.0.0.1:1935\"\n",
             &[("RINGCAST_CLUSTER__SEEDS", "")],
         )
         .unwrap();
         assert!(c.cluster.seeds.is_empty());
+    }
+
+    #[test]
+    fn an_edge_needs_a_cluster() {
+        let msg = env_err(&[("RINGCAST_NODE__ROLE", "edge")]);
+        assert!(
+            msg.contains(
+                "node.role: an edge needs a cluster; set cluster.secret and cluster.seeds"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("RINGCAST_NODE__ROLE"), "{msg}");
+        // An edge need not advertise RTMP (nobody is sent to it), only gossip.
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RINGCAST_NODE__ROLE", "edge"),
+                ("RINGCAST_CLUSTER__SECRET", "k"),
+                ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "edge-0:7946"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.node.role, Role::Edge);
+        assert!(c.cluster_enabled());
+    }
+
+    #[test]
+    fn advertised_addresses_must_be_routable() {
+        // Refused even standalone: such a value is never what the operator meant.
+        for (var, value, key) in [
+            ("RINGCAST_RTMP__ADVERTISE", "0.0.0.0:1935", "rtmp.advertise"),
+            ("RINGCAST_RTMP__ADVERTISE", "[::]:1935", "rtmp.advertise"),
+            (
+                "RINGCAST_CLUSTER__GOSSIP_ADVERTISE",
+                "0.0.0.0:7946",
+                "cluster.gossip_advertise",
+            ),
+        ] {
+            let msg = env_err(&[(var, value)]);
+            assert!(msg.contains(&format!("{key}: ")), "{msg}");
+            assert!(msg.contains("is not routable"), "{msg}");
+            assert!(msg.contains(var), "{msg}");
+            let mut vars = CLUSTER_ENV.to_vec();
+            vars.push((var, value));
+            let msg = env_err(&vars);
+            assert!(msg.contains(&format!("{key}: ")), "{msg}");
+        }
+        // Port 0: the port the listener bound.
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RINGCAST_CLUSTER__SECRET", "k"),
+                ("RINGCAST_CLUSTER__GOSSIP_LISTEN", "127.0.0.1:0"),
+                ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "127.0.0.1:0"),
+                ("RINGCAST_RTMP__LISTEN", "127.0.0.1:0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.cluster.gossip_advertise, "127.0.0.1:0");
+        assert_eq!(parse_advertise("node-1:0"), Some(("node-1", 0)));
+        assert_eq!(parse_advertise("node-1"), None);
+    }
+
+    #[test]
+    fn a_clustered_node_on_wildcard_listeners_must_say_where_it_is() {
+        let msg = env_err(&[("RINGCAST_CLUSTER__SECRET", "k")]);
+        assert!(
+            msg.contains("cluster.gossip_advertise: required when cluster.gossip_listen (0.0.0.0:7946) is a wildcard address"),
+            "{msg}"
+        );
+        let msg = env_err(&[
+            ("RINGCAST_CLUSTER__SECRET", "k"),
+            ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "origin-0:7946"),
+        ]);
+        assert!(
+            msg.contains("rtmp.advertise: required for an origin in a cluster when rtmp.listen (0.0.0.0:1935) is a wildcard address"),
+            "{msg}"
+        );
+        let msg = env_err(&[
+            ("RINGCAST_CLUSTER__SECRET", "k"),
+            ("RINGCAST_CLUSTER__GOSSIP_LISTEN", "10.0.0.1:7946"),
+            ("RINGCAST_RTMP__LISTEN", "10.0.0.1:1935"),
+            ("RINGCAST_NODE__ID", "origin 1"),
+        ]);
+        assert!(msg.contains("node.id: in a cluster, must be"), "{msg}");
+        // Specific listen IPs are their own advertise addresses.
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RINGCAST_CLUSTER__SECRET", "k"),
+                ("RINGCAST_CLUSTER__GOSSIP_LISTEN", "10.0.0.1:7946"),
+                ("RINGCAST_RTMP__LISTEN", "10.0.0.1:1935"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.cluster_enabled());
+        // Standalone, wildcards need nothing.
+        assert!(!defaults().cluster_enabled());
     }
 
     #[test]
@@ -1104,6 +1301,8 @@ mod tests {
             None,
             &env(&[
                 ("RINGCAST_NODE__ID", "0123"),
+                ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "10.0.0.1:7946"),
+                ("RINGCAST_RTMP__ADVERTISE", "10.0.0.1:1935"),
                 ("RINGCAST_CLUSTER__SECRET", "1e3"),
                 ("RINGCAST_CLUSTER__CLUSTER_ID", "42"),
                 ("RINGCAST_LOG__LEVEL", "TRUE"),
@@ -1118,8 +1317,8 @@ mod tests {
 
     #[test]
     fn env_prefix_is_case_insensitive_like_the_config_crate() {
-        let c = Config::load_from(None, &env(&[("ringcast_node__role", "edge")])).unwrap();
-        assert_eq!(c.node.role, Role::Edge);
+        let c = Config::load_from(None, &env(&[("ringcast_log__format", "json")])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
     }
 
     #[test]
@@ -1303,6 +1502,7 @@ mod tests {
         c.rtmp.listen = "[::1]:19350".parse().unwrap();
         c.rtmp.advertise = "edge-3.example.com:1935".into();
         c.rtmp.gop_cache_max_bytes = 0;
+        c.cluster.gossip_advertise = "edge-3.example.com:7946".into();
         c.cluster.seeds = vec!["origin-0:7946".into(), "origin-1:7946".into()];
         c.cluster.secret = "0123".into();
         c.edge.publish = EdgeMode::Redirect;
