@@ -1,17 +1,74 @@
-//! Wires a node together from its config: the hub, the RTMP listener, shutdown.
+//! Wires a node together from its config: the hub, the RTMP listener, the HTTP API, cluster
+//! membership, and the order things stop in.
+//!
+//! Owns: startup order, the mapping from config to [`ClusterSettings`], the task that keeps the
+//! node's advert (streams, load) in step with the hub, and shutdown. Must never: let a node
+//! advertise an address peers cannot dial (the config refuses wildcards), or report ready
+//! before the RTMP listener is bound.
+//!
+//! Start: bind RTMP, bind HTTP and serve it (`/readyz` says "starting", cluster paths 503),
+//! join the cluster if `cluster.secret` is set, log
+//! `ringcast listening rtmp=.. http=.. gossip=..`, then mark the node ready (HTTP and gossip).
+//!
+//! Stop (SIGTERM/SIGINT): mark the node draining (`/readyz` 503; gossip takes it out of the
+//! ring, so no new stream is routed here), stop RTMP (sessions are told and closed, within
+//! [`SHUTDOWN_GRACE`]), leave the cluster (peers see `leave` within a gossip round or two),
+//! then stop HTTP last, so probes see "draining" until the very end.
 
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::cluster::{Cluster, ClusterError, ClusterSettings, Load, NodeRole};
+use crate::config::{parse_advertise, Config, Role};
+use crate::http::{Health, HttpState};
 use crate::hub::{Hub, HubConfig};
 use crate::rtmp::chunk::ReaderLimits;
 use crate::server::{RtmpServer, SessionLimits};
 
 /// How long sessions get to say goodbye after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the hub's publishing set and load are compared with what this node advertises.
+/// A stream published here reaches every peer's locator after at most this plus gossip
+/// propagation (a few 300 ms rounds): about 1-1.5 s in a small cluster.
+pub const ADVERTISE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a `cluster.gossip_advertise` host name may take to resolve at start (its DNS
+/// record may appear a moment after the pod).
+const RESOLVE_ATTEMPTS: u32 = 15;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot bind the {what} listener on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("{key}: cannot resolve {value:?}: {reason}")]
+    Resolve {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] ClusterError),
+}
+
+impl AppError {
+    /// True when the config is at fault (the binary exits with code 2, as for config errors).
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, AppError::Cluster(ClusterError::InvalidSetting { .. }))
+    }
+}
 
 pub fn hub_config(cfg: &Config) -> HubConfig {
     HubConfig {
@@ -40,25 +97,333 @@ pub fn session_limits(cfg: &Config) -> SessionLimits {
     }
 }
 
+pub fn node_role(role: Role) -> NodeRole {
+    match role {
+        Role::Origin => NodeRole::Origin,
+        Role::Edge => NodeRole::Edge,
+    }
+}
+
+/// `host:port` as written, with brackets around an IPv6 host.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The address peers and clients should dial for a listener bound at `bound`: the configured
+/// advertise address (port 0 replaced by the bound port), else the bound address unless it is a
+/// wildcard, else `""` (unknown).
+pub fn advertise_addr(configured: &str, bound: SocketAddr) -> String {
+    match parse_advertise(configured) {
+        Some((host, 0)) => join_host_port(host, bound.port()),
+        Some(_) => configured.to_string(),
+        None if !bound.ip().is_unspecified() => bound.to_string(),
+        None => String::new(),
+    }
+}
+
+/// The HTTP address shown to operators: the bound address unless it is a wildcard, else the
+/// RTMP advertise host with the HTTP port, else `""`.
+pub fn http_advertise_addr(http_bound: SocketAddr, rtmp_advertise: &str) -> String {
+    if !http_bound.ip().is_unspecified() {
+        return http_bound.to_string();
+    }
+    parse_advertise(rtmp_advertise)
+        .map(|(host, _)| join_host_port(host, http_bound.port()))
+        .unwrap_or_default()
+}
+
+/// `cluster.gossip_advertise` as a socket address. Empty: the unspecified address, which the
+/// cluster replaces with the bound one (the config refuses that when the listen IP is a
+/// wildcard). A host name is resolved, retried for a while, preferring the listen IP's family.
+async fn resolve_gossip_advertise(cfg: &Config) -> Result<SocketAddr, AppError> {
+    let listen = cfg.cluster.gossip_listen;
+    let value = &cfg.cluster.gossip_advertise;
+    let Some((host, port)) = parse_advertise(value) else {
+        let ip = match listen {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        return Ok(SocketAddr::new(ip, 0));
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let reason = match tokio::net::lookup_host((host, port)).await {
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                let same_family = addrs.iter().find(|a| a.is_ipv4() == listen.is_ipv4());
+                match same_family.or(addrs.first()) {
+                    Some(addr) => return Ok(*addr),
+                    None => "no addresses".to_string(),
+                }
+            }
+            Err(err) => err.to_string(),
+        };
+        if attempt >= RESOLVE_ATTEMPTS {
+            return Err(AppError::Resolve {
+                key: "cluster.gossip_advertise",
+                value: value.clone(),
+                reason,
+            });
+        }
+        warn!(
+            key = "cluster.gossip_advertise",
+            %value,
+            %reason,
+            attempt,
+            "does not resolve yet; retrying"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The cluster settings for this node; the addresses are what the listeners actually bound.
+pub fn cluster_settings(
+    cfg: &Config,
+    rtmp_bound: SocketAddr,
+    http_bound: SocketAddr,
+    gossip_advertise: SocketAddr,
+) -> ClusterSettings {
+    let rtmp_advertise = advertise_addr(&cfg.rtmp.advertise, rtmp_bound);
+    let mut settings = ClusterSettings::new(
+        cfg.node.id.clone(),
+        node_role(cfg.node.role),
+        cfg.cluster.secret.clone(),
+    );
+    settings.http_advertise = http_advertise_addr(http_bound, &rtmp_advertise);
+    settings.rtmp_advertise = rtmp_advertise;
+    settings.gossip_listen = cfg.cluster.gossip_listen;
+    settings.gossip_advertise = gossip_advertise;
+    settings.seeds = cfg.cluster.seeds.clone();
+    settings.cluster_id = cfg.cluster.cluster_id.clone();
+    settings
+}
+
+/// This node's load as the hub sees it. Egress bit rate is not measured yet (0).
+fn hub_load(hub: &Hub) -> (Load, BTreeSet<String>) {
+    let mut load = Load::default();
+    let mut publishing = BTreeSet::new();
+    for stream in hub.streams() {
+        load.players += stream.players as u64;
+        if stream.publishing {
+            load.publishers += 1;
+            publishing.insert(stream.key);
+        }
+    }
+    (load, publishing)
+}
+
+/// Keeps the advert in step with the hub: every [`ADVERTISE_INTERVAL`], the load, and on an
+/// origin the set of streams being published here (`set_streams` only when it changed; an
+/// edge never advertises streams). Polling keeps the hub free of cluster hooks; the cost is
+/// one pass over the hub's streams per interval.
+async fn advertise(cluster: Cluster, hub: Hub, stop: CancellationToken) {
+    let origin = cluster.role() == NodeRole::Origin;
+    let mut advertised: Option<BTreeSet<String>> = None;
+    let mut tick = tokio::time::interval(ADVERTISE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (load, publishing) = hub_load(&hub);
+        cluster.set_load(load);
+        if origin && advertised.as_ref() != Some(&publishing) {
+            cluster.set_streams(publishing.iter().cloned().collect());
+            advertised = Some(publishing);
+        }
+    }
+}
+
 /// Runs the node until `shutdown` is cancelled.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     let hub = Hub::new(hub_config(&cfg));
+    // RTMP stops on its own token: on shutdown the node drains first, then stops RTMP.
+    let rtmp_stop = CancellationToken::new();
     let server = RtmpServer::bind(
         cfg.rtmp.listen,
-        hub,
+        hub.clone(),
         session_limits(&cfg),
         cfg.rtmp.max_connections,
-        shutdown,
+        rtmp_stop.clone(),
     )
-    .await?;
-    let addr = server.local_addr()?;
+    .await
+    .map_err(|source| AppError::Bind {
+        what: "RTMP",
+        addr: cfg.rtmp.listen,
+        source,
+    })?;
+    let rtmp_addr = server.local_addr().map_err(|source| AppError::Bind {
+        what: "RTMP",
+        addr: cfg.rtmp.listen,
+        source,
+    })?;
+    let http_bind_error = |source| AppError::Bind {
+        what: "HTTP",
+        addr: cfg.http.listen,
+        source,
+    };
+    let http_listener = TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(http_bind_error)?;
+    let http_addr = http_listener.local_addr().map_err(http_bind_error)?;
+
+    let health = Arc::new(Health::default());
+    let http_state = Arc::new(HttpState {
+        node_id: cfg.node.id.clone(),
+        role: cfg.node.role,
+        hub: hub.clone(),
+        cluster_enabled: cfg.cluster_enabled(),
+        cluster: OnceLock::new(),
+        health: health.clone(),
+    });
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(crate::http::serve(
+        http_listener,
+        http_state.clone(),
+        http_stop.clone(),
+    ));
+
+    let cluster = if cfg.cluster_enabled() {
+        let gossip_advertise = resolve_gossip_advertise(&cfg).await?;
+        let settings = cluster_settings(&cfg, rtmp_addr, http_addr, gossip_advertise);
+        let cluster = Cluster::start(settings).await?;
+        let _ = http_state.cluster.set(cluster.clone());
+        Some(cluster)
+    } else {
+        None
+    };
+
+    let gossip = cluster
+        .as_ref()
+        .map_or_else(|| "off".to_string(), |c| c.gossip_addr().to_string());
     info!(
         node = %cfg.node.id,
         role = cfg.node.role.as_str(),
-        rtmp = %addr,
+        rtmp = %rtmp_addr,
+        http = %http_addr,
+        gossip = %gossip,
         "ringcast listening"
     );
-    server.run(SHUTDOWN_GRACE).await;
+    if cfg.node.role == Role::Edge {
+        warn!(
+            "edge relays to origins arrive with issue 5: until then this edge joins the \
+             cluster and serves RTMP clients locally, and never advertises streams"
+        );
+    }
+
+    let advertiser_stop = CancellationToken::new();
+    let advertiser = cluster.as_ref().map(|cluster| {
+        tokio::spawn(advertise(
+            cluster.clone(),
+            hub.clone(),
+            advertiser_stop.clone(),
+        ))
+    });
+    health.set_ready();
+    if let Some(cluster) = &cluster {
+        cluster.set_ready(true);
+    }
+
+    let mut rtmp = tokio::spawn(server.run(SHUTDOWN_GRACE));
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        ended = &mut rtmp => error!(?ended, "RTMP server ended unexpectedly; shutting down"),
+    }
+
+    health.set_draining();
+    if let Some(cluster) = &cluster {
+        cluster.set_draining(true);
+    }
+    rtmp_stop.cancel();
+    if !rtmp.is_finished() {
+        let _ = rtmp.await;
+    }
+    advertiser_stop.cancel();
+    if let Some(advertiser) = advertiser {
+        let _ = advertiser.await;
+    }
+    if let Some(cluster) = &cluster {
+        cluster.shutdown().await;
+    }
+    http_stop.cancel();
+    let _ = http.await;
     info!("ringcast stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn advertise_addresses() {
+        let bound = addr("127.0.0.1:40000");
+        let wildcard = addr("0.0.0.0:1935");
+        assert_eq!(advertise_addr("", bound), "127.0.0.1:40000");
+        assert_eq!(advertise_addr("", wildcard), "");
+        assert_eq!(advertise_addr("", addr("[::]:1935")), "");
+        assert_eq!(advertise_addr("", addr("[::1]:1935")), "[::1]:1935");
+        assert_eq!(advertise_addr("origin-0:1935", wildcard), "origin-0:1935");
+        assert_eq!(advertise_addr("origin-0:0", bound), "origin-0:40000");
+        assert_eq!(advertise_addr("[fd00::1]:0", bound), "[fd00::1]:40000");
+
+        assert_eq!(
+            http_advertise_addr(addr("127.0.0.1:8080"), "origin-0:1935"),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            http_advertise_addr(addr("0.0.0.0:8080"), "origin-0:1935"),
+            "origin-0:8080"
+        );
+        assert_eq!(http_advertise_addr(addr("0.0.0.0:8080"), ""), "");
+    }
+
+    #[tokio::test]
+    async fn settings_follow_the_config() {
+        let env: Vec<(String, String)> = [
+            ("RINGCAST_NODE__ID", "origin-3"),
+            ("RINGCAST_CLUSTER__SECRET", "k"),
+            ("RINGCAST_CLUSTER__SEEDS", "origin-0:7946,origin-1:7946"),
+            ("RINGCAST_CLUSTER__GOSSIP_LISTEN", "127.0.0.1:0"),
+            ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "127.0.0.1:0"),
+            ("RINGCAST_CLUSTER__CLUSTER_ID", "blue"),
+            ("RINGCAST_RTMP__ADVERTISE", "origin-3.example.com:1935"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cfg = Config::load_from(None, &env).expect("config");
+        let gossip = resolve_gossip_advertise(&cfg).await.expect("resolves");
+        assert_eq!(gossip, addr("127.0.0.1:0"));
+        let s = cluster_settings(&cfg, addr("0.0.0.0:1935"), addr("0.0.0.0:8080"), gossip);
+        assert_eq!(s.node_id, "origin-3");
+        assert_eq!(s.role, NodeRole::Origin);
+        assert_eq!(s.rtmp_advertise, "origin-3.example.com:1935");
+        assert_eq!(s.http_advertise, "origin-3.example.com:8080");
+        assert_eq!(s.gossip_listen, addr("127.0.0.1:0"));
+        assert_eq!(s.seeds, ["origin-0:7946", "origin-1:7946"]);
+        assert_eq!(s.cluster_id, "blue");
+        assert_eq!(s.secret, "k");
+
+        let mut cfg = cfg;
+        cfg.cluster.gossip_advertise = "localhost:7946".into();
+        let resolved = resolve_gossip_advertise(&cfg).await.expect("localhost");
+        assert_eq!(resolved, addr("127.0.0.1:7946"));
+        cfg.cluster.gossip_advertise = String::new();
+        let unset = resolve_gossip_advertise(&cfg).await.expect("unset");
+        assert!(unset.ip().is_unspecified() && unset.port() == 0);
+    }
 }

@@ -1,12 +1,14 @@
 //! ringcast: a native RTMP media server.
 //!
 //! Data flow: socket → `server` (RTMP session) → `hub` (streams, fan-out) → players.
-//! `rtmp` is the protocol without IO; `media` is what the hub carries.
+//! `rtmp` is the protocol without IO; `media` is what the hub carries. `cluster` is gossip
+//! membership and the stream locator, `http` the operator API; `app` wires them together.
 
 pub mod app;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod http;
 pub mod hub;
 pub mod load;
 pub mod media;

@@ -54,6 +54,11 @@ fn main() -> ExitCode {
         tokio::spawn(wait_for_signal(shutdown.clone()));
         match ringcast::app::run(cfg, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is_config_error() => {
+                error!(error = %e, "ringcast failed");
+                eprintln!("ringcast: config error: {e}");
+                ExitCode::from(2)
+            }
             Err(e) => {
                 error!(error = %e, "ringcast failed");
                 ExitCode::FAILURE

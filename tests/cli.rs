@@ -75,3 +75,37 @@ fn bad_values_exit_2_naming_the_key() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/ringcast.toml"), "{err}");
 }
+
+#[test]
+fn every_example_in_conf_passes_check_config() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("conf/") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let file = path.to_string_lossy().to_string();
+        let (code, out, err) = ringcast(&["--check-config", "-c", &file], &[]);
+        assert_eq!(code, 0, "{file}: {err}");
+        let v: toml::Value = toml::from_str(&out).expect("prints TOML");
+        let role = v["node"]["role"].as_str().unwrap_or_default().to_string();
+        checked.push((path.file_name().unwrap_or_default().to_owned(), role));
+    }
+    checked.sort();
+    let names: Vec<String> = checked
+        .iter()
+        .map(|(n, r)| format!("{}={r}", n.to_string_lossy()))
+        .collect();
+    for expected in [
+        "cluster-origin.toml=origin",
+        "default.toml=origin",
+        "edge.toml=edge",
+        "origin.toml=origin",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+}

@@ -18,6 +18,10 @@ pub struct Node {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     pub rtmp: String,
+    /// HTTP API address (`http=` in the startup line).
+    pub http: String,
+    /// Gossip address peers use (`gossip=`), `None` when the node runs standalone.
+    pub gossip: Option<String>,
 }
 
 impl Node {
@@ -51,17 +55,34 @@ impl Node {
             child,
             log,
             rtmp: String::new(),
+            http: String::new(),
+            gossip: None,
         };
         let line = node
             .wait_log("ringcast listening", Duration::from_secs(20))
             .await;
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rtmp="))
-            .expect("rtmp= in the listening line")
-            .to_string();
-        node.rtmp = addr;
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        node.rtmp = field("rtmp=").expect("rtmp= in the listening line");
+        node.http = field("http=").expect("http= in the listening line");
+        node.gossip = field("gossip=").filter(|g| g != "off");
         node
+    }
+
+    /// `GET path` on the node's HTTP API: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.http, path).await
+    }
+
+    /// `GET path`, body parsed as JSON (panics if it is not JSON).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(path).await;
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: {status} body is not JSON ({e}): {body}"));
+        (status, json)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,6 +151,68 @@ impl Drop for Node {
             eprintln!("---- ringcast log ----\n{}", self.log_lines().join("\n"));
         }
     }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh TCP connection (`Connection: close`): (status, body).
+/// Status 0 and the error as body if the request fails (connection refused after exit, ...).
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_full(addr, path).await;
+    (status, body)
+}
+
+/// Like [`http_get`], also returning the response headers (names lower-cased).
+pub async fn http_get_full(addr: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(e)) => return (0, Vec::new(), e.to_string()),
+        Err(_) => return (0, Vec::new(), "timed out".into()),
+    };
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (0, Vec::new(), format!("no header end in {text:?}"));
+    };
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, headers, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size =
+            usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// ffmpeg publishing a generated H.264/AAC stream in real time for `seconds` (it stops by

@@ -1,0 +1,203 @@
+//! Prometheus text exposition (format 0.0.4), written by hand: a handful of gauges and
+//! counters read from the hub and the cluster at scrape time.
+//!
+//! Owns: metric names and help texts. Must never: keep state between scrapes (every value is
+//! read from its owner), or emit a series whose labels are not escaped.
+
+use std::fmt::Write;
+
+use super::HttpState;
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Escapes a label value: backslash, double quote and newline.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn metric(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.family(name, kind, help);
+        let _ = writeln!(self.0, "{name} {value}");
+    }
+
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+}
+
+pub(super) fn render(state: &HttpState) -> String {
+    let mut out = Out(String::with_capacity(4096));
+    out.family(
+        "ringcast_info",
+        "gauge",
+        "Constant 1, labelled with this node's identity.",
+    );
+    let _ = writeln!(
+        out.0,
+        "ringcast_info{{node_id=\"{}\",role=\"{}\",version=\"{}\"}} 1",
+        label(&state.node_id),
+        state.role.as_str(),
+        env!("CARGO_PKG_VERSION")
+    );
+    out.metric(
+        "ringcast_ready",
+        "gauge",
+        "1 when the node accepts work (what /readyz answers 200 for).",
+        u64::from(state.health.is_ready()),
+    );
+
+    let streams = state.hub.streams();
+    let publishers = streams.iter().filter(|s| s.publishing).count() as u64;
+    let players: u64 = streams.iter().map(|s| s.players as u64).sum();
+    out.metric(
+        "ringcast_streams",
+        "gauge",
+        "Streams in this node's hub (published, or with players waiting).",
+        streams.len() as u64,
+    );
+    out.metric(
+        "ringcast_publishers",
+        "gauge",
+        "Streams with a publisher on this node.",
+        publishers,
+    );
+    out.metric(
+        "ringcast_players",
+        "gauge",
+        "Players attached to this node's streams.",
+        players,
+    );
+
+    let cluster = state.cluster.get();
+    out.metric(
+        "ringcast_cluster_enabled",
+        "gauge",
+        "1 when the node gossips with a cluster (cluster.secret is set).",
+        u64::from(state.cluster_enabled),
+    );
+    let view = cluster.map(|c| c.view());
+    let nodes = view.as_ref().map(|v| v.nodes()).unwrap_or_default();
+    out.metric(
+        "ringcast_cluster_nodes_live",
+        "gauge",
+        "Cluster nodes the failure detector considers alive, this one included.",
+        nodes.iter().filter(|n| n.live).count() as u64,
+    );
+    out.metric(
+        "ringcast_cluster_nodes_known",
+        "gauge",
+        "Cluster nodes known, dead ones not yet forgotten included.",
+        nodes.len() as u64,
+    );
+    out.metric(
+        "ringcast_cluster_ring_members",
+        "gauge",
+        "Origins in the ring (live, ready, not draining).",
+        view.as_ref().map_or(0, |v| v.ring().members().len() as u64),
+    );
+    out.metric(
+        "ringcast_cluster_streams",
+        "gauge",
+        "Streams live origins advertise, cluster-wide.",
+        view.as_ref()
+            .map_or(0, |v| v.locator().streams().len() as u64),
+    );
+    out.metric(
+        "ringcast_cluster_state_bytes",
+        "gauge",
+        "Bytes of gossiped state this node holds for all known nodes.",
+        view.as_ref().map_or(0, |v| v.state_bytes() as u64),
+    );
+    let gossip = cluster.map(|c| c.gossip_stats()).unwrap_or_default();
+    out.metric(
+        "ringcast_gossip_bad_datagrams_total",
+        "counter",
+        "Gossip datagrams dropped before chitchat: bad or missing tag (wrong secret or cluster id), malformed frame.",
+        gossip.bad_datagrams,
+    );
+    out.metric(
+        "ringcast_gossip_undecodable_total",
+        "counter",
+        "Authenticated gossip messages chitchat could not parse (version skew).",
+        gossip.undecodable,
+    );
+    out.metric(
+        "ringcast_gossip_datagrams_sent_total",
+        "counter",
+        "Gossip datagrams sent.",
+        gossip.datagrams_sent,
+    );
+    out.metric(
+        "ringcast_gossip_datagrams_received_total",
+        "counter",
+        "Authenticated gossip datagrams received.",
+        gossip.datagrams_received,
+    );
+    out.metric(
+        "ringcast_gossip_bytes_sent_total",
+        "counter",
+        "Gossip bytes sent, framing included.",
+        gossip.bytes_sent,
+    );
+    out.metric(
+        "ringcast_gossip_bytes_received_total",
+        "counter",
+        "Authenticated gossip bytes received, framing included.",
+        gossip.bytes_received,
+    );
+    out.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Role;
+    use crate::http::Health;
+    use crate::hub::{Hub, HubConfig};
+
+    #[test]
+    fn standalone_exposition_is_well_formed() {
+        let hub = Hub::new(HubConfig::default());
+        let _publisher = hub.publish("live/a", 1);
+        let (_player, _) = hub.play("live/a");
+        let (_waiting, _) = hub.play("live/b");
+        let state = HttpState {
+            node_id: "node \"1\"\\".into(),
+            role: Role::Origin,
+            hub,
+            cluster_enabled: false,
+            cluster: Default::default(),
+            health: Arc::new(Health::default()),
+        };
+        let text = render(&state);
+        assert!(text.contains(r#"ringcast_info{node_id="node \"1\"\\",role="origin""#));
+        for line in [
+            "ringcast_streams 2",
+            "ringcast_publishers 1",
+            "ringcast_players 2",
+            "ringcast_ready 0",
+            "ringcast_cluster_enabled 0",
+            "ringcast_gossip_bad_datagrams_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Every sample has a HELP and TYPE of its family, once.
+        for sample in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap_or_default();
+            let types = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("# TYPE {name} ")))
+                .count();
+            assert_eq!(types, 1, "{name}");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The HTTP API: health, readiness, this node's streams, the cluster as this node sees it, and
+//! Prometheus metrics.
+//!
+//! Owns: the HTTP listener and the JSON shapes operators script against. Reads the hub and the
+//! cluster through their snapshot methods; must never mutate either, hold a lock across an
+//! await, or keep the node alive after shutdown (it stops when `stop` is cancelled, and the
+//! caller bounds how long open connections may linger).
+//!
+//! Endpoints (JSON unless stated):
+//!
+//! | path | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 `{"status":"ok"}` while the process runs |
+//! | `GET /readyz` | 200 `{"status":"ready"}`; 503 `{"status":"starting"}` or `{"status":"draining"}` |
+//! | `GET /api/v1/streams` | `{"node_id", "streams": [StreamInfo]}` |
+//! | `GET /api/v1/cluster/nodes` | `{"node_id", "nodes": [NodeView]}` |
+//! | `GET /api/v1/cluster/streams` | `{"node_id", "streams": [{"stream", "node_id", "rtmp"}]}` |
+//! | `GET /api/v1/cluster/locate?stream=APP/STREAM` | `{"stream", "node_id", "rtmp", "source"}` |
+//! | `GET /metrics` | Prometheus text format 0.0.4 |
+//!
+//! Errors are `{"error": "..."}` with 400 (bad `stream`), 404 (no live origin, unknown path),
+//! 503 (cluster paths while the node is still joining).
+//! On a standalone node (no `cluster.secret`) every `/api/v1/cluster/*` path answers 404
+//! `{"error": ..., "cluster": "disabled"}`: there is no cluster to describe, and 404 lets a
+//! script tell "not clustered" from "cluster empty" (which is a 200 with a list).
+
+mod metrics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::cluster::{valid_stream_name, Cluster};
+use crate::config::Role;
+use crate::hub::Hub;
+
+/// How long open HTTP connections may finish after the node stops.
+pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Readiness as load balancers and orchestrators see it.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The RTMP listener is bound and the node has joined its cluster (if any).
+    ready: AtomicBool,
+    /// Shutdown started: no new work should be sent here.
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+
+    fn status(&self) -> &'static str {
+        if self.draining.load(Ordering::SeqCst) {
+            "draining"
+        } else if self.ready.load(Ordering::SeqCst) {
+            "ready"
+        } else {
+            "starting"
+        }
+    }
+}
+
+/// What the handlers read.
+pub struct HttpState {
+    pub node_id: String,
+    pub role: Role,
+    pub hub: Hub,
+    /// False on a standalone node (no `cluster.secret`).
+    pub cluster_enabled: bool,
+    /// Set once the node has joined; HTTP is served before that (probes answer while a seed
+    /// or advertise name still resolves), and cluster paths answer 503 until then.
+    pub cluster: OnceLock<Cluster>,
+    pub health: Arc<Health>,
+}
+
+/// Why a cluster path has no cluster to read.
+enum NoCluster {
+    /// Standalone node: 404.
+    Disabled,
+    /// Not joined yet: 503.
+    Joining,
+}
+
+impl IntoResponse for NoCluster {
+    fn into_response(self) -> Response {
+        match self {
+            NoCluster::Disabled => cluster_disabled(),
+            NoCluster::Joining => error(StatusCode::SERVICE_UNAVAILABLE, "joining the cluster"),
+        }
+    }
+}
+
+impl HttpState {
+    fn cluster(&self) -> Result<&Cluster, NoCluster> {
+        if !self.cluster_enabled {
+            return Err(NoCluster::Disabled);
+        }
+        self.cluster.get().ok_or(NoCluster::Joining)
+    }
+}
+
+/// The API's routes over `state`.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/streams", get(streams))
+        .route("/api/v1/cluster/nodes", get(cluster_nodes))
+        .route("/api/v1/cluster/streams", get(cluster_streams))
+        .route("/api/v1/cluster/locate", get(locate))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `stop` is cancelled, then lets open connections
+/// finish for at most [`HTTP_SHUTDOWN_GRACE`].
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    let stopped = stop.clone();
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stopped.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            // axum's accept loop retries accept errors itself, so this is unexpected.
+            warn!(?result, "HTTP server ended before shutdown");
+            return;
+        }
+        _ = stop.cancelled() => {}
+    }
+    if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn cluster_disabled() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({
+            "error": "cluster disabled: this node runs standalone (cluster.secret is not set)",
+            "cluster": "disabled",
+        })),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
+    let code = if state.health.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(json!({ "status": state.health.status() }))).into_response()
+}
+
+async fn streams(State(state): State<Arc<HttpState>>) -> Response {
+    Json(json!({
+        "node_id": state.node_id,
+        "streams": state.hub.streams(),
+    }))
+    .into_response()
+}
+
+async fn cluster_nodes(State(state): State<Arc<HttpState>>) -> Response {
+    let cluster = match state.cluster() {
+        Ok(cluster) => cluster,
+        Err(no_cluster) => return no_cluster.into_response(),
+    };
+    Json(json!({
+        "node_id": state.node_id,
+        "nodes": cluster.nodes(),
+    }))
+    .into_response()
+}
+
+#[derive(Serialize)]
+struct ClusterStream {
+    stream: String,
+    node_id: String,
+    rtmp: String,
+}
+
+async fn cluster_streams(State(state): State<Arc<HttpState>>) -> Response {
+    let cluster = match state.cluster() {
+        Ok(cluster) => cluster,
+        Err(no_cluster) => return no_cluster.into_response(),
+    };
+    // One view for both tables, so a stream's node is always in the node list it came with.
+    let view = cluster.view();
+    let streams: Vec<ClusterStream> = view
+        .locator()
+        .streams()
+        .into_iter()
+        .map(|(stream, node_id)| ClusterStream {
+            rtmp: view
+                .node(&node_id)
+                .map(|node| node.rtmp_addr.clone())
+                .unwrap_or_default(),
+            stream,
+            node_id,
+        })
+        .collect();
+    Json(json!({
+        "node_id": state.node_id,
+        "streams": streams,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LocateParams {
+    stream: Option<String>,
+}
+
+/// `APP/STREAM`: both parts non-empty, no query, and advertisable (see `valid_stream_name`).
+fn valid_locate_name(stream: &str) -> bool {
+    let parts = stream.split_once('/');
+    valid_stream_name(stream)
+        && !stream.contains('?')
+        && parts.is_some_and(|(app, name)| !app.is_empty() && !name.is_empty())
+}
+
+async fn locate(
+    State(state): State<Arc<HttpState>>,
+    params: Result<Query<LocateParams>, QueryRejection>,
+) -> Response {
+    let cluster = match state.cluster() {
+        Ok(cluster) => cluster,
+        Err(no_cluster) => return no_cluster.into_response(),
+    };
+    let stream = match params {
+        Ok(Query(LocateParams { stream: Some(s) })) => s,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "missing query parameter: stream"),
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    if !valid_locate_name(&stream) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid stream {:?}: expected APP/STREAM without a query, at most {} bytes",
+                stream,
+                crate::cluster::MAX_STREAM_NAME
+            ),
+        );
+    }
+    match cluster.locate(&stream) {
+        Some(location) => Json(json!({
+            "stream": stream,
+            "node_id": location.node_id,
+            "rtmp": location.rtmp_addr,
+            "source": location.source,
+        }))
+        .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no live origin known for {stream}: no origin advertises it and the ring is empty"
+            ),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::render(&state),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_names() {
+        assert!(valid_locate_name("live/a"));
+        assert!(valid_locate_name("live/a/b"));
+        for bad in ["", "live", "/a", "live/", "live/a?token=1", "live/a\nb"] {
+            assert!(!valid_locate_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn readiness_states() {
+        let health = Health::default();
+        assert_eq!((health.is_ready(), health.status()), (false, "starting"));
+        health.set_ready();
+        assert_eq!((health.is_ready(), health.status()), (true, "ready"));
+        health.set_draining();
+        assert_eq!((health.is_ready(), health.status()), (false, "draining"));
+    }
+}
