@@ -149,7 +149,9 @@ mod tests {
     /// vectored writes must resume exactly, and the peer must read back every message.
     #[tokio::test]
     async fn vectored_batches_survive_partial_writes() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (mut server, _) = listener.accept().await.expect("accept");
@@ -193,7 +195,9 @@ mod tests {
             }
             got
         });
-        out.write_to(&mut wr, Duration::from_secs(20)).await.expect("write");
+        out.write_to(&mut wr, Duration::from_secs(20))
+            .await
+            .expect("write");
         assert!(out.is_empty() && out.queued_bytes() == 0 && !out.is_urgent() && !out.has_video());
         let got = reader.await.expect("reader");
         assert_eq!(got.len(), 601);
