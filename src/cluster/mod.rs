@@ -40,7 +40,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -611,10 +611,38 @@ struct Membership {
 /// How often the view is re-checked without a membership event (dead nodes being forgotten).
 const VIEW_REFRESH: Duration = Duration::from_secs(1);
 
+/// How long a node id may have two live incarnations before we call it a misconfiguration:
+/// well above the few seconds a crashed predecessor stays live after a quick restart.
+const DUPLICATE_ID_GRACE: Duration = Duration::from_secs(10);
+
+/// Tracks [`ClusterView::duplicate_ids`] over time; warns once per id when one lasts.
+#[derive(Default)]
+struct DuplicateIds {
+    since: HashMap<String, (tokio::time::Instant, bool)>,
+}
+
+impl DuplicateIds {
+    fn observe(&mut self, view: &ClusterView) {
+        let now = tokio::time::Instant::now();
+        self.since
+            .retain(|id, _| view.duplicate_ids().iter().any(|d| d == id));
+        for id in view.duplicate_ids() {
+            let (first_seen, warned) = self.since.entry(id.clone()).or_insert((now, false));
+            if !*warned && now.duration_since(*first_seen) >= DUPLICATE_ID_GRACE {
+                *warned = true;
+                warn!(node_id = %id, "several live nodes use this node id; only the newest is \
+                    listed and in the ring, the others' streams cannot be located: give every \
+                    node a unique node.id");
+            }
+        }
+    }
+}
+
 /// Pushes local changes into chitchat and republishes the view when gossip changes it.
 async fn run_membership(mut m: Membership) {
     let mut refresh = tokio::time::interval(VIEW_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut duplicates = DuplicateIds::default();
     loop {
         let mut local_change = false;
         tokio::select! {
@@ -634,5 +662,6 @@ async fn run_membership(mut m: Membership) {
         if let Some(view) = view {
             m.view_tx.send_replace(Arc::new(view));
         }
+        duplicates.observe(&m.view_tx.borrow());
     }
 }

@@ -867,3 +867,53 @@ async fn seed_refresh_introduces_nodes_that_started_alone() -> Result<(), String
     refresh.abort();
     Ok(())
 }
+
+/// Two live nodes sharing a node id (several nodes on one host keeping the host-name default)
+/// are reported rather than silently merged, and the report clears once one of them is gone.
+#[tokio::test(start_paused = true)]
+async fn two_live_nodes_with_one_id_are_reported() -> Result<(), String> {
+    let net = SimNetwork::new();
+    let mut nodes = Vec::new();
+    for (i, id) in ["twin", "twin", "watcher"].into_iter().enumerate() {
+        let addr = addr_of(i);
+        let mut settings = ClusterSettings::new(id, NodeRole::Origin, SECRET);
+        settings.rtmp_advertise = format!("{}:1935", addr.ip());
+        settings.gossip_listen = addr;
+        settings.gossip_advertise = addr;
+        settings.seeds = vec![addr_of(0).to_string()];
+        settings.network = Some(net.clone());
+        let cluster = Cluster::start(settings).await.map_err(|e| e.to_string())?;
+        cluster.set_ready(true);
+        nodes.push(cluster);
+    }
+    let start = tokio::time::Instant::now();
+    while nodes.iter().any(|n| n.view().duplicate_ids() != ["twin"]) {
+        if start.elapsed() > Duration::from_secs(10) {
+            let seen: Vec<Vec<String>> = nodes
+                .iter()
+                .map(|n| n.view().duplicate_ids().to_vec())
+                .collect();
+            return Err(format!("duplicates not reported: {seen:?}"));
+        }
+        tokio::time::sleep(STEP).await;
+    }
+    // Listed once: the newest incarnation.
+    let twins: Vec<NodeView> = nodes[2]
+        .nodes()
+        .into_iter()
+        .filter(|n| n.id == "twin")
+        .collect();
+    if twins.len() != 1 || twins[0].gossip_addr != addr_of(1) {
+        return Err(format!("twin listed as {twins:?}"));
+    }
+    // The older twin crashes: once it is declared dead the report clears.
+    drop(nodes.remove(0));
+    let start = tokio::time::Instant::now();
+    while !nodes.iter().all(|n| n.view().duplicate_ids().is_empty()) {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err("the duplicate report did not clear".into());
+        }
+        tokio::time::sleep(STEP).await;
+    }
+    Ok(())
+}

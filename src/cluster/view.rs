@@ -7,7 +7,10 @@
 //! Rules:
 //! - one entry per node id: a live generation beats a dead one, then the highest generation
 //!   wins (a restarted node is a new chitchat id with a larger generation; its dead predecessor
-//!   is hidden, and the ring, keyed by node id, does not move);
+//!   is hidden, and the ring, keyed by node id, does not move). Ids with several live, not
+//!   leaving generations are reported ([`ClusterView::duplicate_ids`]): for a moment after a
+//!   crash and quick restart that is normal, for longer it means two nodes share a `node.id`
+//!   and the older one is invisible;
 //! - nodes whose identity keys have not arrived yet are not listed;
 //! - ring members: live, ready, not draining, not leaving origins;
 //! - claimants: live, not leaving origins (a draining origin still serves its publishers).
@@ -56,6 +59,7 @@ pub struct ClusterView {
     nodes: Vec<NodeView>,
     locator: Locator,
     state_bytes: usize,
+    duplicate_ids: Vec<String>,
 }
 
 impl ClusterView {
@@ -94,6 +98,14 @@ impl ClusterView {
     pub fn state_bytes(&self) -> usize {
         self.state_bytes
     }
+
+    /// Node ids with more than one live, not leaving incarnation, sorted. Only the newest of
+    /// them is listed and in the ring. Normal for about the failure-detection time after a
+    /// node crashed and restarted; a misconfiguration (two nodes sharing `node.id`) if it
+    /// lasts.
+    pub fn duplicate_ids(&self) -> &[String] {
+        &self.duplicate_ids
+    }
 }
 
 struct Cached {
@@ -128,6 +140,7 @@ impl ViewBuilder {
         self.built_once = true;
         self.cache.retain(|id, _| states.contains_key(id));
         let mut best: BTreeMap<&str, (bool, u64, &ChitchatId, Arc<Advert>)> = BTreeMap::new();
+        let mut live_incarnations: BTreeMap<&str, usize> = BTreeMap::new();
         let mut state_bytes = 0;
         for (id, state) in states {
             let cached = self.cache.get(id);
@@ -153,6 +166,9 @@ impl ViewBuilder {
                 }
             };
             let Some(advert) = advert else { continue };
+            if live.contains(id) && !advert.leaving {
+                *live_incarnations.entry(&id.node_id).or_default() += 1;
+            }
             let rank = (live.contains(id), id.generation_id);
             let entry = best.entry(&id.node_id);
             match entry {
@@ -205,6 +221,11 @@ impl ViewBuilder {
         if self.ring.members().iter().ne(members.iter().copied()) {
             self.ring = Arc::new(Ring::new(members.into_iter().cloned()));
         }
+        let duplicate_ids = live_incarnations
+            .into_iter()
+            .filter(|(_, count)| *count > 1)
+            .map(|(id, _)| id.to_string())
+            .collect();
         self.fingerprint = fingerprint;
         self.version += 1;
         Some(ClusterView {
@@ -212,6 +233,7 @@ impl ViewBuilder {
             nodes,
             locator: Locator::new(claimants, self.ring.clone(), ring_rtmp),
             state_bytes,
+            duplicate_ids,
         })
     }
 }

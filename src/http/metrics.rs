@@ -110,6 +110,12 @@ pub(super) fn render(state: &HttpState) -> String {
             .map_or(0, |v| v.locator().streams().len() as u64),
     );
     out.metric(
+        "ringcast_cluster_duplicate_node_ids",
+        "gauge",
+        "Node ids used by more than one live node (briefly after a crash and restart; a misconfiguration if it lasts).",
+        view.as_ref().map_or(0, |v| v.duplicate_ids().len() as u64),
+    );
+    out.metric(
         "ringcast_cluster_state_bytes",
         "gauge",
         "Bytes of gossiped state this node holds for all known nodes.",
