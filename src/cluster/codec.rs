@@ -59,9 +59,9 @@ pub(crate) struct EnvelopeCodec {
     encoder: Box<dyn Socket>,
     /// chitchat's socket that parses what `raw` sends to it.
     decoder: Box<dyn Socket>,
-    /// Our loopback socket: reads encoder output, writes decoder input. Blocking with a read
-    /// timeout: the datagram is already queued when we read, so the read does not wait.
-    raw: std::net::UdpSocket,
+    /// Our loopback socket: reads encoder output, writes decoder input. Async: it shares the
+    /// runtime with RTMP sessions, so it must never block a worker thread.
+    raw: tokio::net::UdpSocket,
     raw_addr: SocketAddr,
     encoder_addr: SocketAddr,
     decoder_addr: SocketAddr,
@@ -86,8 +86,7 @@ impl EnvelopeCodec {
         let decoder_addr = decoder
             .local_addr()
             .map_err(|err| CodecError::Chitchat(format!("{err:#}")))?;
-        let raw = std::net::UdpSocket::bind(loopback)?;
-        raw.set_read_timeout(Some(CODEC_TIMEOUT))?;
+        let raw = tokio::net::UdpSocket::bind(loopback).await?;
         let raw_addr = raw.local_addr()?;
         Ok(EnvelopeCodec {
             encoder,
@@ -113,10 +112,12 @@ impl EnvelopeCodec {
             .await
             .map_err(|err| CodecError::Chitchat(format!("{err:#}")))?;
         for _ in 0..MAX_DRAIN {
-            let (len, from) = match self.raw.recv_from(&mut self.buf) {
-                Ok(received) => received,
-                Err(err) if is_timeout(&err) => return Err(CodecError::Timeout),
-                Err(err) => return Err(err.into()),
+            let received =
+                tokio::time::timeout(CODEC_TIMEOUT, self.raw.recv_from(&mut self.buf)).await;
+            let (len, from) = match received {
+                Ok(Ok(received)) => received,
+                Ok(Err(err)) => return Err(err.into()),
+                Err(_elapsed) => return Err(CodecError::Timeout),
             };
             if from == self.encoder_addr && len == outcome.num_bytes_sent {
                 return Ok(self.buf[..len].to_vec());
@@ -133,8 +134,8 @@ impl EnvelopeCodec {
         let seq = self.next_sentinel;
         self.next_sentinel = self.next_sentinel.wrapping_add(1);
         let sentinel = self.encode(sentinel_envelope(seq)).await?;
-        self.raw.send_to(bytes, self.decoder_addr)?;
-        self.raw.send_to(&sentinel, self.decoder_addr)?;
+        self.raw.send_to(bytes, self.decoder_addr).await?;
+        self.raw.send_to(&sentinel, self.decoder_addr).await?;
         let mut candidate = None;
         for _ in 0..MAX_DRAIN {
             let received = tokio::time::timeout(CODEC_TIMEOUT, self.decoder.recv()).await;
@@ -161,20 +162,14 @@ impl EnvelopeCodec {
 
     /// Drops whatever a previous, timed-out encode left behind.
     fn drain_raw(&mut self) -> Result<(), CodecError> {
-        self.raw.set_nonblocking(true)?;
-        let mut drained = Ok(());
         for _ in 0..MAX_DRAIN {
-            match self.raw.recv_from(&mut self.buf) {
+            match self.raw.try_recv_from(&mut self.buf) {
                 Ok(_) => continue,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) => {
-                    drained = Err(err.into());
-                    break;
-                }
+                Err(err) => return Err(err.into()),
             }
         }
-        self.raw.set_nonblocking(false)?;
-        drained
+        Ok(())
     }
 }
 
@@ -195,13 +190,6 @@ fn sentinel_seq(envelope: &ChitchatEnvelope) -> Option<u64> {
         }
         _ => None,
     }
-}
-
-fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// True if `cluster_id` could be confused with the codec's sentinel.
@@ -266,8 +254,14 @@ mod tests {
         // Simulate a cancelled decode: payload and an old sentinel already queued.
         let stale_payload = codec.encode(syn("stale")).await?;
         let stale_sentinel = codec.encode(sentinel_envelope(999)).await?;
-        codec.raw.send_to(&stale_payload, codec.decoder_addr)?;
-        codec.raw.send_to(&stale_sentinel, codec.decoder_addr)?;
+        codec
+            .raw
+            .send_to(&stale_payload, codec.decoder_addr)
+            .await?;
+        codec
+            .raw
+            .send_to(&stale_sentinel, codec.decoder_addr)
+            .await?;
         assert!(codec.decode(b"garbage").await?.is_none());
         Ok(())
     }
