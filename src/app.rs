@@ -26,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cluster::{Cluster, ClusterError, ClusterSettings, Load, NodeRole};
-use crate::config::{parse_advertise, Config, Role};
+use crate::config::{parse_advertise, Config, EdgeMode, Role};
 use crate::http::{Health, HttpState};
 use crate::hub::{Hub, HubConfig};
+use crate::relay::{Mode, Relays};
 use crate::rtmp::chunk::ReaderLimits;
 use crate::server::{RtmpServer, SessionLimits};
 
@@ -212,7 +213,8 @@ fn hub_load(hub: &Hub) -> (Load, BTreeSet<String>) {
     let mut publishing = BTreeSet::new();
     for stream in hub.streams() {
         load.players += stream.players as u64;
-        if stream.publishing {
+        // A stream this node pulls from another origin is held there, not here.
+        if stream.publishing && !stream.relayed {
             load.publishers += 1;
             publishing.insert(stream.key);
         }
@@ -283,6 +285,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         hub: hub.clone(),
         cluster_enabled: cfg.cluster_enabled(),
         cluster: OnceLock::new(),
+        relays: OnceLock::new(),
         health: health.clone(),
     });
     let http_stop = CancellationToken::new();
@@ -313,12 +316,22 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         gossip = %gossip,
         "ringcast listening"
     );
-    if cfg.node.role == Role::Edge {
-        warn!(
-            "edge relays to origins arrive with issue 5: until then this edge joins the \
-             cluster and serves RTMP clients locally, and never advertises streams"
+    let relays = cluster.as_ref().map(|cluster| {
+        let mode = |m: EdgeMode| match m {
+            EdgeMode::Proxy => Mode::Proxy,
+            EdgeMode::Redirect => Mode::Redirect,
+        };
+        let relays = Relays::new(
+            hub.clone(),
+            cluster.clone(),
+            advertise_addr(&cfg.rtmp.advertise, rtmp_addr),
+            mode(cfg.edge.play),
+            mode(cfg.edge.publish),
         );
-    }
+        let _ = server.context().relays.set(relays.clone());
+        let _ = http_state.relays.set(relays.clone());
+        relays
+    });
 
     let advertiser_stop = CancellationToken::new();
     let advertiser = cluster.as_ref().map(|cluster| {
@@ -342,6 +355,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     health.set_draining();
     if let Some(cluster) = &cluster {
         cluster.set_draining(true);
+    }
+    if let Some(relays) = &relays {
+        relays.stop_all();
     }
     rtmp_stop.cancel();
     if !rtmp.is_finished() {

@@ -12,5 +12,6 @@ pub mod http;
 pub mod hub;
 pub mod load;
 pub mod media;
+pub mod relay;
 pub mod rtmp;
 pub mod server;

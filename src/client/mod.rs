@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 
 pub use url::{RtmpUrl, UrlError};
 
+/// Connect property carrying a relay's hop count (see `ClientOptions::hops`).
+pub const HOPS_PROPERTY: &str = "ringcastHops";
+
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::{
     encode_message, ChunkError, ChunkReader, MessageHeader, RawMessage, ReaderLimits,
@@ -44,6 +47,12 @@ pub enum ClientError {
     Command(#[from] CommandError),
     #[error("server closed the connection")]
     Closed,
+    #[error("redirected to {url}")]
+    Redirect { url: String },
+    #[error("redirect loop: {0}")]
+    RedirectLoop(String),
+    #[error("more than {max} redirects: {chain}")]
+    TooManyRedirects { max: usize, chain: String },
     #[error("server refused {call}: {code} {description}")]
     Refused {
         call: &'static str,
@@ -93,6 +102,10 @@ pub enum Incoming {
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub flash_ver: String,
+    /// Relay hops so far: 0 for a player or publisher; a ringcast relay sends its own hop
+    /// count + 1 as `ringcastHops` in connect, so nodes can tell peers from clients and cut
+    /// relay chains.
+    pub hops: u32,
     /// Chunk size we announce and send with.
     pub chunk_size: usize,
     pub timeout: Duration,
@@ -103,6 +116,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             flash_ver: format!("ringcast/{}", env!("CARGO_PKG_VERSION")),
+            hops: 0,
             chunk_size: 4096,
             timeout: Duration::from_secs(10),
             limits: ReaderLimits::default(),
@@ -179,7 +193,7 @@ impl RtmpClient {
             &message::u32_payload(chunk_size as u32),
             128,
         );
-        let object = Amf0Value::object([
+        let mut object = Amf0Value::object([
             ("app", url.app.as_str().into()),
             ("type", "nonprivate".into()),
             ("flashVer", client.opts.flash_ver.as_str().into()),
@@ -191,6 +205,11 @@ impl RtmpClient {
             ("videoFunction", 1.0.into()),
             ("objectEncoding", 0.0.into()),
         ]);
+        if client.opts.hops > 0 {
+            if let Amf0Value::Object(props) = &mut object {
+                props.push((HOPS_PROPERTY.into(), (client.opts.hops as f64).into()));
+            }
+        }
         client.call_and_wait("connect", object, vec![]).await?;
         Ok(client)
     }
@@ -248,6 +267,9 @@ impl RtmpClient {
                 Incoming::Command(c) if c.transaction == txn && c.name == "_error" => {
                     let status =
                         Status::from_info(c.args.first().cloned().unwrap_or(Amf0Value::Null));
+                    if let Some(url) = self.redirect_target(&status) {
+                        return Err(ClientError::Redirect { url });
+                    }
                     return Err(ClientError::Refused {
                         call: name,
                         code: status.code,
@@ -288,7 +310,20 @@ impl RtmpClient {
         };
         self.control_at(MSG_USER_CONTROL, &buffer.encode(), self.opts.chunk_size);
         self.flush().await?;
-        self.wait_status("play", "NetStream.Play.Start").await
+        self.wait_status("play", "NetStream.Play.Start").await?;
+        // SRS-style redirects follow Play.Start in the same write: look at what has already
+        // arrived before declaring success.
+        let mut seen = Vec::new();
+        while let Some(ev) = self.parse_buffered()? {
+            if let Incoming::Status(s) = &ev {
+                if let Some(url) = self.redirect_target(s) {
+                    return Err(ClientError::Redirect { url });
+                }
+            }
+            seen.push(ev);
+        }
+        self.pending.extend(seen);
+        Ok(())
     }
 
     /// releaseStream, FCPublish, createStream, publish(live); returns on `Publish.Start`.
@@ -320,6 +355,10 @@ impl RtmpClient {
         loop {
             match self.read_incoming().await? {
                 Incoming::Status(s) if s.code == want => return Ok(()),
+                Incoming::Status(s) if self.redirect_target(&s).is_some() => {
+                    let url = self.redirect_target(&s).unwrap_or_default();
+                    return Err(ClientError::Redirect { url });
+                }
                 Incoming::Status(s) if s.level == "error" => {
                     return Err(ClientError::Refused {
                         call,
@@ -331,6 +370,72 @@ impl RtmpClient {
                 other => self.pending.push_back(other),
             }
         }
+    }
+
+    /// Where an RTMP 302 sends us: `ex.redirect2` (full URL), else `ex.redirect` (a tcUrl)
+    /// plus our stream name and query. `None` for any other status.
+    fn redirect_target(&self, status: &Status) -> Option<String> {
+        let ex = status.info.get("ex")?;
+        if status.code != "NetConnection.Connect.Rejected"
+            || ex.get("code").and_then(|v| v.as_number()) != Some(302.0)
+        {
+            return None;
+        }
+        if let Some(full) = ex.get("redirect2").and_then(|v| v.as_str()) {
+            return Some(full.to_string());
+        }
+        let tc_url = ex.get("redirect").and_then(|v| v.as_str())?;
+        Some(format!(
+            "{}/{}",
+            tc_url.trim_end_matches('/'),
+            self.url.stream_with_query()
+        ))
+    }
+
+    /// Connects and plays (or publishes), following RTMP 302 redirects up to `max_depth`
+    /// times; a redirect back to a URL already visited is a loop and an error.
+    pub async fn connect_following(
+        url: &RtmpUrl,
+        opts: ClientOptions,
+        publish: bool,
+        max_depth: usize,
+    ) -> Result<(RtmpClient, Vec<String>), ClientError> {
+        let mut chain = vec![url.to_string()];
+        let mut current = url.clone();
+        loop {
+            let mut client = RtmpClient::connect(&current, opts.clone()).await?;
+            let result = if publish {
+                client.publish().await
+            } else {
+                client.play().await
+            };
+            match result {
+                Ok(()) => return Ok((client, chain)),
+                Err(ClientError::Redirect { url: next }) => {
+                    if chain.contains(&next) {
+                        chain.push(next);
+                        return Err(ClientError::RedirectLoop(chain.join(" -> ")));
+                    }
+                    chain.push(next.clone());
+                    if chain.len() > max_depth + 1 {
+                        return Err(ClientError::TooManyRedirects {
+                            max: max_depth,
+                            chain: chain.join(" -> "),
+                        });
+                    }
+                    current = RtmpUrl::parse(&next)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Queues a hub frame as it is, already chunked at the hub's chunk size: only valid
+    /// when this client's chunk size equals it (relays set `ClientOptions::chunk_size` so).
+    pub fn queue_frame(&mut self, frame: &crate::media::Frame) {
+        let sid = self.stream_id;
+        crate::rtmp::chunk::encode_header(&mut self.out, &frame.header(sid), frame.len);
+        self.out.extend_from_slice(&frame.chunked);
     }
 
     /// Queues a media or data message on the publish stream; `flush` sends.

@@ -182,6 +182,7 @@ mod tests {
             hub,
             cluster_enabled: false,
             cluster: Default::default(),
+            relays: Default::default(),
             health: Arc::new(Health::default()),
         };
         let text = render(&state);

@@ -45,6 +45,7 @@ use tracing::warn;
 use crate::cluster::{valid_stream_name, Cluster};
 use crate::config::Role;
 use crate::hub::Hub;
+use crate::relay::Relays;
 
 /// How long open HTTP connections may finish after the node stops.
 pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -92,6 +93,8 @@ pub struct HttpState {
     /// Set once the node has joined; HTTP is served before that (probes answer while a seed
     /// or advertise name still resolves), and cluster paths answer 503 until then.
     pub cluster: OnceLock<Cluster>,
+    /// Relays to and from other nodes (set with the cluster).
+    pub relays: OnceLock<Arc<Relays>>,
     pub health: Arc<Health>,
 }
 
@@ -192,9 +195,11 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 async fn streams(State(state): State<Arc<HttpState>>) -> Response {
+    let relays = state.relays.get().map(|r| r.statuses()).unwrap_or_default();
     Json(json!({
         "node_id": state.node_id,
         "streams": state.hub.streams(),
+        "relays": relays,
     }))
     .into_response()
 }

@@ -6,6 +6,7 @@
 //! send is a short lock plus a ring write, and a player that falls behind is told it lagged and
 //! skips to the next keyframe on its own. Relays (edges) will be ordinary publishers and players.
 
+pub mod ingest;
 mod stream;
 
 use std::collections::HashMap;
@@ -77,6 +78,16 @@ impl Hub {
 
     /// Takes the publisher slot of `key`. A second publisher is refused; the first keeps going.
     pub fn publish(&self, key: &str, conn_id: u64) -> Result<Publisher, PublishError> {
+        self.take_slot(key, conn_id, false)
+    }
+
+    /// Takes the publisher slot for a relay that pulls `key` from another node. A real
+    /// publisher arriving later takes the slot over (`Publisher::is_current` turns false).
+    pub fn publish_relay(&self, key: &str, conn_id: u64) -> Result<Publisher, PublishError> {
+        self.take_slot(key, conn_id, true)
+    }
+
+    fn take_slot(&self, key: &str, conn_id: u64, relay: bool) -> Result<Publisher, PublishError> {
         // Under the registry lock, so a concurrent release cannot orphan the stream.
         let stream = {
             let mut streams = lock(&self.inner.streams);
@@ -84,13 +95,26 @@ impl Hub {
                 .entry(key.to_string())
                 .or_insert_with(|| Arc::new(Stream::new(key, self.inner.config)))
                 .clone();
-            stream.start_publish(conn_id)?;
+            stream.start_publish(conn_id, relay)?;
             stream
         };
         Ok(Publisher {
             hub: self.clone(),
             stream,
+            conn_id,
         })
+    }
+
+    /// Whether `key` has a publisher (local or relay) right now.
+    pub fn is_publishing(&self, key: &str) -> bool {
+        let stream = lock(&self.inner.streams).get(key).cloned();
+        stream.is_some_and(|s| s.info().publishing)
+    }
+
+    /// Players of `key` right now (0 when the stream does not exist).
+    pub fn players_of(&self, key: &str) -> usize {
+        let stream = lock(&self.inner.streams).get(key).cloned();
+        stream.map_or(0, |s| s.player_count())
     }
 
     /// Joins `key` as a player: the fast-start snapshot and a receiver for what follows. A
@@ -144,6 +168,7 @@ impl Hub {
 pub struct Publisher {
     hub: Hub,
     stream: Arc<Stream>,
+    conn_id: u64,
 }
 
 impl Publisher {
@@ -151,14 +176,26 @@ impl Publisher {
         self.stream.key()
     }
 
-    /// Feeds one audio, video or data message into the stream.
+    /// Feeds one audio, video or data message into the stream (ignored once another
+    /// publisher took the slot over).
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
-        self.stream.ingest(kind, timestamp, payload);
+        self.stream.ingest(self.conn_id, kind, timestamp, payload);
     }
 
     /// `onMetaData` (without the `@setDataFrame` wrapper), kept whole for new players.
     pub fn set_metadata(&self, timestamp: u32, payload: Bytes) {
-        self.stream.set_metadata(timestamp, payload);
+        self.stream.set_metadata(self.conn_id, timestamp, payload);
+    }
+
+    /// False once a real publisher took over a relay's slot.
+    pub fn is_current(&self) -> bool {
+        self.stream.is_publisher(self.conn_id)
+    }
+
+    /// The source changed (a relay moved to another origin): players keep their
+    /// connection and continue on a new timeline from the new source's headers and keyframe.
+    pub fn discontinuity(&self) {
+        self.stream.discontinuity(self.conn_id);
     }
 
     pub fn player_count(&self) -> usize {
@@ -168,7 +205,7 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.stream.stop_publish();
+        self.stream.stop_publish(self.conn_id);
         self.hub.release(&self.stream);
     }
 }

@@ -35,6 +35,8 @@ pub struct StreamInfo {
     pub publishing: bool,
     pub publisher_conn: Option<u64>,
     pub publish_seconds: Option<f64>,
+    /// The publisher is a relay pulling the stream from another node.
+    pub relayed: bool,
     pub players: usize,
     pub frames_in: u64,
     pub bytes_in: u64,
@@ -55,7 +57,9 @@ pub(super) struct Stream {
 
 #[derive(Default)]
 struct State {
-    publisher: Option<(u64, Instant)>,
+    /// Connection id of the publisher, since when, and whether it is a relay (an edge's pull
+    /// from its origin), which a real publisher may take the slot from.
+    publisher: Option<(u64, Instant, bool)>,
     players: usize,
     metadata: Option<Arc<Frame>>,
     video_sequence: Option<Arc<Frame>>,
@@ -69,6 +73,13 @@ struct State {
     offset: u32,
     /// Set when a publisher starts on a stream that already has a timeline.
     rebase_pending: bool,
+}
+
+impl State {
+    /// Whether `conn_id` holds the publisher slot.
+    fn holds(&self, conn_id: u64) -> bool {
+        self.publisher.is_some_and(|(id, _, _)| id == conn_id)
+    }
 }
 
 impl Stream {
@@ -89,27 +100,54 @@ impl Stream {
         &self.key
     }
 
-    pub(super) fn start_publish(&self, conn_id: u64) -> Result<(), PublishError> {
+    pub(super) fn start_publish(&self, conn_id: u64, relay: bool) -> Result<(), PublishError> {
         let mut state = lock(&self.state);
-        if state.publisher.is_some() {
-            return Err(PublishError::AlreadyPublishing(self.key.clone()));
+        match state.publisher {
+            // A publisher arriving where a relay was pulling the stream from elsewhere (e.g.
+            // OBS reconnecting through another node) takes over: the relay notices it is no
+            // longer current and stops.
+            Some((_, _, true)) if !relay => Self::clear_media(&mut state),
+            Some(_) => return Err(PublishError::AlreadyPublishing(self.key.clone())),
+            None => {}
         }
-        state.publisher = Some((conn_id, Instant::now()));
+        state.publisher = Some((conn_id, Instant::now(), relay));
         state.rebase_pending = state.last_timestamp.is_some();
         let _ = self.tx.send(Event::Published);
         Ok(())
     }
 
-    pub(super) fn stop_publish(&self) {
-        let mut state = lock(&self.state);
-        state.publisher = None;
+    fn clear_media(state: &mut State) {
         // The next publisher may use other codecs: its own headers replace these.
         state.metadata = None;
         state.video_sequence = None;
         state.audio_sequence = None;
         state.gop.clear();
         state.gop_bytes = 0;
+    }
+
+    /// Whether `conn_id` still holds the publisher slot.
+    pub(super) fn is_publisher(&self, conn_id: u64) -> bool {
+        lock(&self.state).holds(conn_id)
+    }
+
+    pub(super) fn stop_publish(&self, conn_id: u64) {
+        let mut state = lock(&self.state);
+        if !state.holds(conn_id) {
+            return;
+        }
+        state.publisher = None;
+        Self::clear_media(&mut state);
         let _ = self.tx.send(Event::Unpublished);
+    }
+
+    /// The same publisher continues from another source (a relay reconnected to a new
+    /// origin): new timeline, new headers, no unpublish seen by players.
+    pub(super) fn discontinuity(&self, conn_id: u64) {
+        let mut state = lock(&self.state);
+        if state.holds(conn_id) {
+            Self::clear_media(&mut state);
+            state.rebase_pending = state.last_timestamp.is_some();
+        }
     }
 
     pub(super) fn add_player(&self) {
@@ -145,8 +183,11 @@ impl Stream {
         t
     }
 
-    pub(super) fn set_metadata(&self, timestamp: u32, payload: Bytes) {
+    pub(super) fn set_metadata(&self, conn_id: u64, timestamp: u32, payload: Bytes) {
         let mut state = lock(&self.state);
+        if !state.holds(conn_id) {
+            return;
+        }
         let t = Self::timeline(&mut state, timestamp);
         let frame = Arc::new(Frame::new(
             FrameKind::Data,
@@ -158,11 +199,15 @@ impl Stream {
         let _ = self.tx.send(Event::Frame(frame));
     }
 
-    pub(super) fn ingest(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+    pub(super) fn ingest(&self, conn_id: u64, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        let mut state = lock(&self.state);
+        // A relay that lost the slot to a real publisher may still be sending.
+        if !state.holds(conn_id) {
+            return;
+        }
         self.frames_in.fetch_add(1, Ordering::Relaxed);
         self.bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        let mut state = lock(&self.state);
         let t = Self::timeline(&mut state, timestamp);
         // Chunked once here, inside the lock only because the timeline decides the timestamp;
         // it is a single copy of the payload shared by every player.
@@ -214,8 +259,9 @@ impl Stream {
         StreamInfo {
             key: self.key.clone(),
             publishing: state.publisher.is_some(),
-            publisher_conn: state.publisher.map(|(id, _)| id),
-            publish_seconds: state.publisher.map(|(_, t)| t.elapsed().as_secs_f64()),
+            publisher_conn: state.publisher.map(|(id, _, _)| id),
+            publish_seconds: state.publisher.map(|(_, t, _)| t.elapsed().as_secs_f64()),
+            relayed: state.publisher.is_some_and(|(_, _, relay)| relay),
             players: state.players,
             frames_in: self.frames_in.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),

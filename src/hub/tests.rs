@@ -146,3 +146,55 @@ fn oversized_gop_is_not_cached() {
     assert!(snap.frames.is_empty());
     assert_eq!(hub.streams()[0].gop_cache_bytes, 0);
 }
+
+#[test]
+fn a_real_publisher_takes_over_a_relay_which_then_goes_quiet() {
+    let hub = hub();
+    let (mut player, _) = hub.play("live/r");
+    let relay = hub.publish_relay("live/r", 100).expect("relay");
+    assert!(matches!(player.rx.try_recv(), Ok(Event::Published)));
+    relay.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    assert!(frame_of(player.rx.try_recv().expect("relayed")).keyframe);
+    assert!(
+        hub.publish_relay("live/r", 101).is_err(),
+        "one relay at a time"
+    );
+
+    let real = hub
+        .publish("live/r", 1)
+        .expect("a publisher takes over a relay");
+    assert!(!relay.is_current() && real.is_current());
+    assert!(matches!(player.rx.try_recv(), Ok(Event::Published)));
+    relay.send(FrameKind::Video, 40, Bytes::from_static(INTER));
+    assert!(matches!(player.rx.try_recv(), Err(TryRecvError::Empty)));
+    drop(relay);
+    assert!(
+        hub.is_publishing("live/r"),
+        "the old relay's drop must not unpublish"
+    );
+    real.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    assert!(frame_of(player.rx.try_recv().expect("real")).keyframe);
+    // A relay cannot take a real publisher's slot.
+    assert!(hub.publish_relay("live/r", 102).is_err());
+}
+
+#[test]
+fn relay_discontinuity_keeps_players_and_the_timeline() {
+    let hub = hub();
+    let (mut player, _) = hub.play("live/d");
+    let relay = hub.publish_relay("live/d", 100).expect("relay");
+    let _ = player.rx.try_recv();
+    relay.send(FrameKind::Video, 5000, Bytes::from_static(KEYFRAME));
+    assert_eq!(
+        frame_of(player.rx.try_recv().expect("frame")).timestamp,
+        5000
+    );
+    // The origin died; the relay pulls from another one whose timestamps start at 0.
+    relay.discontinuity();
+    relay.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    assert_eq!(
+        frame_of(player.rx.try_recv().expect("frame")).timestamp,
+        5001
+    );
+    assert_eq!(hub.players_of("live/d"), 1);
+}

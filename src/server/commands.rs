@@ -3,6 +3,7 @@
 use tracing::{debug, info};
 
 use super::session::{ConnectInfo, Session, SessionError, WINDOW_ACK_SIZE};
+use crate::relay::{ClientInfo, Route};
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::command::{status_info, Command};
 use crate::rtmp::message::{self, UserControl};
@@ -169,12 +170,17 @@ impl Session {
             0,
             &Command::new("_result", cmd.transaction, props, vec![info]),
         );
+        let hops = obj
+            .get(crate::client::HOPS_PROPERTY)
+            .and_then(|v| v.as_number())
+            .map_or(0, |n| n.clamp(0.0, 1000.0) as u32);
         self.connect = Some(ConnectInfo {
             app,
             tc_url,
             query,
             object: cmd.object,
             object_encoding,
+            hops,
         });
         Ok(())
     }
@@ -202,6 +208,47 @@ impl Session {
         );
     }
 
+    /// Routes a play or publish through the cluster (`None` on a standalone node: local).
+    pub(super) fn route(&self, key: &str, name: &str, publish: bool) -> Option<Route> {
+        let relays = self.ctx.relays.get()?;
+        let conn = self.connect.as_ref()?;
+        let client = ClientInfo {
+            key,
+            app: &conn.app,
+            name,
+            connect_query: &conn.query,
+            hops: conn.hops,
+        };
+        Some(if publish {
+            relays.route_publish(&client)
+        } else {
+            relays.route_play(&client)
+        })
+    }
+
+    /// Sends an RTMP 302 the way SRS does after play/publish: an `onStatus` on message stream
+    /// 0 with level error, NetConnection.Connect.Rejected and `ex: {code: 302, redirect:
+    /// tcUrl, redirect2: full URL}`; the client has 3 s to go before we close.
+    pub(super) fn redirect(&mut self, tc_url: &str, url: &str) {
+        info!(to = %url, "redirecting client");
+        let ex = Amf0Value::object([
+            ("code", 302.0.into()),
+            ("redirect", tc_url.into()),
+            ("redirect2", url.into()),
+        ]);
+        let info = Amf0Value::object([
+            ("level", "error".into()),
+            ("code", "NetConnection.Connect.Rejected".into()),
+            ("description", format!("RTMP 302 redirect to {url}").into()),
+            ("ex", ex),
+        ]);
+        self.send_command(
+            0,
+            &Command::new("onStatus", 0.0, Amf0Value::Null, vec![info]),
+        );
+        self.close_at = Some(tokio::time::Instant::now() + REDIRECT_GRACE);
+    }
+
     pub(super) fn user_control(&mut self, event: UserControl) {
         self.control(crate::rtmp::MSG_USER_CONTROL, &event.encode());
     }
@@ -223,6 +270,9 @@ impl Session {
         }
     }
 }
+
+/// How long a redirected client has to leave before we close the connection.
+const REDIRECT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Splits `a?b` into `("a", "b")`.
 pub(super) fn split_query(s: &str) -> (&str, &str) {

@@ -12,7 +12,7 @@ mod session;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 pub use session::{stream_key, SessionError};
 
 use crate::hub::Hub;
+use crate::relay::Relays;
 use crate::rtmp::chunk::ReaderLimits;
 
 /// Per-connection limits, from the config.
@@ -60,6 +61,8 @@ pub struct ServerContext {
     pub hub: Hub,
     pub limits: SessionLimits,
     pub shutdown: CancellationToken,
+    /// Routing to other nodes; set once the node has joined its cluster (never standalone).
+    pub relays: OnceLock<Arc<Relays>>,
 }
 
 pub struct RtmpServer {
@@ -85,11 +88,17 @@ impl RtmpServer {
                 hub,
                 limits,
                 shutdown,
+                relays: OnceLock::new(),
             }),
             max_connections,
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// What sessions share; the node sets `relays` on it after joining its cluster.
+    pub fn context(&self) -> Arc<ServerContext> {
+        self.ctx.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

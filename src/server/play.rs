@@ -11,6 +11,7 @@ use tracing::{debug, info};
 use super::session::{Session, SessionError};
 use crate::hub::{Event, Player, Snapshot};
 use crate::media::{Frame, FrameKind};
+use crate::relay::Route;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::chunk::MessageHeader;
 use crate::rtmp::command::Command;
@@ -57,6 +58,22 @@ impl Session {
         // A new play on this connection replaces the previous one.
         self.stop_playing("replaced by a new play");
         let reset = cmd.args.get(3).and_then(|v| v.as_bool()).unwrap_or(true);
+        match self.route(&key, &name, false) {
+            None | Some(Route::Local) => {}
+            Some(Route::Redirect { tc_url, url }) => {
+                self.span.record("stream", key.as_str());
+                self.user_control(UserControl::StreamBegin(stream_id));
+                self.on_status(stream_id, "status", "NetStream.Play.Reset", "redirecting");
+                self.on_status(stream_id, "status", "NetStream.Play.Start", "redirecting");
+                self.redirect(&tc_url, &url);
+                return Ok(());
+            }
+            Some(Route::Refuse(why)) => {
+                info!(stream = %key, reason = %why, "play refused");
+                self.on_status(stream_id, "error", "NetStream.Play.StreamNotFound", &why);
+                return Ok(());
+            }
+        }
         let (player, snapshot) = self.ctx.hub.play(&key);
         self.span.record("stream", key.as_str());
         self.span.record("role", "play");

@@ -2,13 +2,12 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::session::{Session, SessionError};
-use crate::hub::Publisher;
+use crate::hub::{ingest, Publisher};
 use crate::media::FrameKind;
-use crate::rtmp::amf0::{self, Amf0Value};
+use crate::relay::{ClientInfo, PushGuard, Route};
 use crate::rtmp::chunk::RawMessage;
 use crate::rtmp::command::Command;
 use crate::rtmp::message::UserControl;
@@ -16,6 +15,8 @@ use crate::rtmp::{MSG_AGGREGATE, MSG_AUDIO, MSG_DATA_AMF0, MSG_DATA_AMF3, MSG_VI
 
 pub struct Publishing {
     pub publisher: Publisher,
+    /// On an edge: the relay forwarding this stream to its origin, stopped on drop.
+    _push: Option<PushGuard>,
     pub stream_id: u32,
     pub started: Instant,
     pub bytes: u64,
@@ -47,6 +48,20 @@ impl Session {
             );
             return Ok(());
         }
+        match self.route(&key, &name, true) {
+            None | Some(Route::Local) => {}
+            Some(Route::Redirect { tc_url, url }) => {
+                self.span.record("stream", key.as_str());
+                self.redirect(&tc_url, &url);
+                return Ok(());
+            }
+            Some(Route::Refuse(why)) => {
+                info!(stream = %key, reason = %why, "publish refused");
+                self.on_status(stream_id, "error", "NetStream.Publish.BadName", &why);
+                self.closing = Some(why);
+                return Ok(());
+            }
+        }
         match self.ctx.hub.publish(&key, self.id) {
             Ok(publisher) => {
                 self.span.record("stream", key.as_str());
@@ -59,8 +74,10 @@ impl Session {
                     has_query = conn.is_some_and(|c| !c.query.is_empty()) || name.contains('?'),
                     "publish start"
                 );
+                let push = self.start_push(&key, &name);
                 self.publishing = Some(Publishing {
                     publisher,
+                    _push: push,
                     stream_id,
                     started: Instant::now(),
                     bytes: 0,
@@ -86,6 +103,18 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    fn start_push(&self, key: &str, name: &str) -> Option<PushGuard> {
+        let relays = self.ctx.relays.get()?;
+        let conn = self.connect.as_ref()?;
+        relays.start_push(&ClientInfo {
+            key,
+            app: &conn.app,
+            name,
+            connect_query: &conn.query,
+            hops: conn.hops,
+        })
     }
 
     pub(super) fn stop_publishing(&mut self, why: &str) {
@@ -119,7 +148,7 @@ impl Session {
             MSG_VIDEO => p
                 .publisher
                 .send(FrameKind::Video, msg.timestamp, msg.payload),
-            MSG_DATA_AMF0 => on_data(&p.publisher, msg.timestamp, msg.payload),
+            MSG_DATA_AMF0 => ingest::data(&p.publisher, msg.timestamp, msg.payload),
             MSG_DATA_AMF3 => {
                 // A format byte, then AMF0 values.
                 let body = if msg.payload.is_empty() {
@@ -127,69 +156,11 @@ impl Session {
                 } else {
                     msg.payload.slice(1..)
                 };
-                on_data(&p.publisher, msg.timestamp, body)
+                ingest::data(&p.publisher, msg.timestamp, body)
             }
-            MSG_AGGREGATE => on_aggregate(&p.publisher, msg.timestamp, &msg.payload),
+            MSG_AGGREGATE => ingest::aggregate(&p.publisher, msg.timestamp, &msg.payload),
             _ => {}
         }
         Ok(())
-    }
-}
-
-/// A data message: `@setDataFrame onMetaData {...}` is kept as `onMetaData {...}`, byte for
-/// byte, for new players; `@clearDataFrame` clears nothing we keep; anything else is passed on.
-fn on_data(publisher: &Publisher, timestamp: u32, payload: Bytes) {
-    let mut rest: &[u8] = &payload;
-    let first = match amf0::decode(&mut rest) {
-        Ok(v) => v,
-        Err(e) => {
-            debug!(error = %e, "undecodable data message passed through");
-            publisher.send(FrameKind::Data, timestamp, payload);
-            return;
-        }
-    };
-    match first.as_str() {
-        Some("@setDataFrame") => {
-            let body = payload.slice(payload.len() - rest.len()..);
-            let mut peek: &[u8] = &body;
-            if let Ok(Amf0Value::String(name)) = amf0::decode(&mut peek) {
-                if name == "onMetaData" {
-                    publisher.set_metadata(timestamp, body);
-                    return;
-                }
-            }
-            publisher.send(FrameKind::Data, timestamp, body);
-        }
-        Some("onMetaData") => publisher.set_metadata(timestamp, payload),
-        Some("@clearDataFrame") => {}
-        _ => publisher.send(FrameKind::Data, timestamp, payload),
-    }
-}
-
-/// An aggregate message: FLV tags back to back, timestamps relative to the first one.
-fn on_aggregate(publisher: &Publisher, timestamp: u32, payload: &Bytes) {
-    let mut pos = 0usize;
-    let mut first_ts: Option<u32> = None;
-    while payload.len() >= pos + 11 {
-        let h = &payload[pos..pos + 11];
-        let tag_type = h[0];
-        let size = (h[1] as usize) << 16 | (h[2] as usize) << 8 | h[3] as usize;
-        let ts = (h[7] as u32) << 24 | (h[4] as u32) << 16 | (h[5] as u32) << 8 | h[6] as u32;
-        let start = pos + 11;
-        let Some(end) = start.checked_add(size).filter(|&e| e <= payload.len()) else {
-            debug!("truncated aggregate message");
-            return;
-        };
-        let base = *first_ts.get_or_insert(ts);
-        let t = timestamp.wrapping_add(ts.wrapping_sub(base));
-        let body = payload.slice(start..end);
-        match tag_type {
-            MSG_AUDIO => publisher.send(FrameKind::Audio, t, body),
-            MSG_VIDEO => publisher.send(FrameKind::Video, t, body),
-            MSG_DATA_AMF0 => on_data(publisher, t, body),
-            _ => {}
-        }
-        // Skip the 4-byte previous tag size.
-        pos = end + 4;
     }
 }

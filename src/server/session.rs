@@ -85,6 +85,8 @@ pub struct ConnectInfo {
     #[allow(dead_code)]
     pub object: Amf0Value,
     pub object_encoding: f64,
+    /// `ringcastHops` from connect: 0 for players and publishers, >0 for ringcast relays.
+    pub hops: u32,
 }
 
 /// Why the main loop woke up.
@@ -121,6 +123,8 @@ pub struct Session {
     pub(super) closing: Option<String>,
     /// Size of the last read, to size the next one.
     last_read: usize,
+    /// After an RTMP 302: when to close if the client has not gone by itself.
+    pub(super) close_at: Option<tokio::time::Instant>,
     /// When the oldest media still queued was queued (write merging).
     pending_since: Option<tokio::time::Instant>,
 }
@@ -156,6 +160,7 @@ impl Session {
             peer_window: 0,
             closing: None,
             pending_since: None,
+            close_at: None,
             last_read: 0,
             ctx,
         }
@@ -234,10 +239,11 @@ impl Session {
             // Players may legitimately send nothing for minutes (acks come every 2.5 MB);
             // they are bounded by the write stall timeout instead, and get no idle timer (a
             // timer per wake-up is measurable at thousands of players).
-            let idle_at = self
-                .playing
-                .is_none()
-                .then(|| tokio::time::Instant::now() + self.ctx.limits.idle_timeout);
+            let idle_at = self.close_at.or_else(|| {
+                self.playing
+                    .is_none()
+                    .then(|| tokio::time::Instant::now() + self.ctx.limits.idle_timeout)
+            });
             // The read buffer follows the peer's rate: twice the last read, 4 KiB to 64 KiB.
             // Players and idle connections send little and keep small buffers; a fast
             // publisher gets large reads.
@@ -268,6 +274,10 @@ impl Session {
                     self.maybe_ack();
                 }
                 Wake::Read(Err(e)) => return Err(SessionError::Read(e)),
+                Wake::IdleTimeout if self.close_at.is_some() => {
+                    info!("redirected client did not leave; closing");
+                    return Ok(());
+                }
                 Wake::IdleTimeout => {
                     return Err(SessionError::Idle(self.ctx.limits.idle_timeout));
                 }

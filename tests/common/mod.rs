@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -340,6 +342,30 @@ pub async fn count_video(c: &mut RtmpClient, window: Duration) -> usize {
         }
     }
     n
+}
+
+/// Counts video messages of every client at once, each on its own task, within `window`;
+/// gives the clients back, still connected.
+pub async fn count_video_all(
+    clients: Vec<RtmpClient>,
+    window: Duration,
+) -> (Vec<RtmpClient>, Vec<usize>) {
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let n = count_video(&mut c, window).await;
+                (c, n)
+            })
+        })
+        .collect();
+    let (mut back, mut counts) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (c, n) = t.await.expect("counting task");
+        back.push(c);
+        counts.push(n);
+    }
+    (back, counts)
 }
 
 pub fn is_video_keyframe(m: &RawMessage) -> bool {

@@ -1,0 +1,427 @@
+//! Relays between nodes: an edge (or an origin asked for a stream another origin holds) pulls
+//! the stream once and feeds its local hub; an edge forwards a local publisher to the stream's
+//! origin; in redirect mode it tells the client where to go instead.
+//!
+//! Owns the table of running relays (one pull and at most one push per stream) and the
+//! routing decision for each play and publish. Relays are ordinary hub clients: a pull
+//! publishes into the hub, a push plays from it. Must never: run two pulls of one stream, give
+//! up while players are attached, flip origins while the current one is healthy, or pull for
+//! a relay that is itself pulling (loops): a node only pulls for plain clients, and an edge
+//! for relays fewer than `MAX_HOPS` deep.
+
+mod pull;
+mod push;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::client::RtmpUrl;
+use crate::cluster::{Cluster, Location, NodeRole};
+use crate::hub::{lock, Hub};
+
+/// Relay chains longer than this are refused (edge tiers; loops are cut well before).
+pub const MAX_HOPS: u32 = 3;
+/// A pull keeps running this long after its last player left.
+pub const PULL_LINGER: Duration = Duration::from_secs(10);
+
+/// How an edge serves a play or a publish (`edge.play` / `edge.publish`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Proxy,
+    Redirect,
+}
+
+/// What the session should do with a play or publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Serve from the local hub (a pull may be feeding it).
+    Local,
+    /// Send the client an RTMP 302 to `tc_url` / `url`.
+    Redirect { tc_url: String, url: String },
+    /// Refuse with this description (no origin known, redirect to ourselves).
+    Refuse(String),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayState {
+    /// Locating the origin or connecting to it.
+    Connecting,
+    /// Connected: media flows.
+    Pulling,
+    Pushing,
+    /// No origin known for the stream yet.
+    Waiting,
+    /// The upstream failed; retrying after a backoff.
+    Retrying,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayStatus {
+    pub stream: String,
+    /// "pull" or "push".
+    pub direction: &'static str,
+    pub state: RelayState,
+    /// The origin's node id and RTMP address while connected (or last tried).
+    pub upstream_node: Option<String>,
+    pub upstream_rtmp: Option<String>,
+    pub since_seconds: f64,
+    /// Upstream connections made so far (1 = never failed over).
+    pub connects: u64,
+    pub last_error: Option<String>,
+}
+
+/// Shared, updatable status of one relay.
+#[derive(Clone)]
+pub(crate) struct StatusCell(Arc<Mutex<(RelayStatus, Instant)>>);
+
+impl StatusCell {
+    fn new(stream: &str, direction: &'static str) -> StatusCell {
+        StatusCell(Arc::new(Mutex::new((
+            RelayStatus {
+                stream: stream.to_string(),
+                direction,
+                state: RelayState::Connecting,
+                upstream_node: None,
+                upstream_rtmp: None,
+                since_seconds: 0.0,
+                connects: 0,
+                last_error: None,
+            },
+            Instant::now(),
+        ))))
+    }
+
+    pub(crate) fn set(
+        &self,
+        state: RelayState,
+        upstream: Option<&Location>,
+        error: Option<String>,
+    ) {
+        let mut cell = lock(&self.0);
+        if cell.0.state != state {
+            cell.1 = Instant::now();
+        }
+        cell.0.state = state.clone();
+        if let Some(loc) = upstream {
+            cell.0.upstream_node = Some(loc.node_id.clone());
+            cell.0.upstream_rtmp = Some(loc.rtmp_addr.clone());
+        }
+        if matches!(state, RelayState::Pulling | RelayState::Pushing) {
+            cell.0.connects += 1;
+        }
+        if error.is_some() {
+            cell.0.last_error = error;
+        }
+    }
+
+    fn snapshot(&self) -> RelayStatus {
+        let cell = lock(&self.0);
+        let mut s = cell.0.clone();
+        s.since_seconds = cell.1.elapsed().as_secs_f64();
+        s
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    status: StatusCell,
+}
+
+/// Everything a relay task needs.
+#[derive(Clone)]
+pub(crate) struct RelayContext {
+    pub hub: Hub,
+    pub cluster: Cluster,
+    /// Our own RTMP advertise address, to never relay or redirect to ourselves.
+    pub self_rtmp: String,
+    pub chunk_size: usize,
+}
+
+pub struct Relays {
+    ctx: RelayContext,
+    role: NodeRole,
+    play_mode: Mode,
+    publish_mode: Mode,
+    pulls: Mutex<HashMap<String, Running>>,
+    pushes: Mutex<HashMap<String, Running>>,
+    next_id: Mutex<u64>,
+}
+
+/// Connection ids of relays, far from the server's own (which count up from 1).
+const RELAY_CONN_BASE: u64 = 1 << 62;
+
+/// Stops a push relay when the publisher's session ends.
+pub struct PushGuard {
+    relays: Arc<Relays>,
+    key: String,
+    stop: CancellationToken,
+}
+
+impl Drop for PushGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let mut pushes = lock(&self.relays.pushes);
+        if pushes.get(&self.key).is_some_and(|r| r.stop == self.stop) {
+            pushes.remove(&self.key);
+        }
+    }
+}
+
+/// What a session knows about its client, for routing.
+pub struct ClientInfo<'a> {
+    pub key: &'a str,
+    pub app: &'a str,
+    /// Stream name with its query, as the client sent it.
+    pub name: &'a str,
+    /// The client's query from connect (tcUrl or app), without '?'.
+    pub connect_query: &'a str,
+    /// `ringcastHops` from connect: 0 for plain clients.
+    pub hops: u32,
+}
+
+impl Relays {
+    pub fn new(
+        hub: Hub,
+        cluster: Cluster,
+        self_rtmp: String,
+        play_mode: Mode,
+        publish_mode: Mode,
+    ) -> Arc<Relays> {
+        let chunk_size = hub.config().chunk_size;
+        let role = cluster.role();
+        Arc::new(Relays {
+            ctx: RelayContext {
+                hub,
+                cluster,
+                self_rtmp,
+                chunk_size,
+            },
+            role,
+            play_mode,
+            publish_mode,
+            pulls: Mutex::new(HashMap::new()),
+            pushes: Mutex::new(HashMap::new()),
+            next_id: Mutex::new(RELAY_CONN_BASE),
+        })
+    }
+
+    fn conn_id(&self) -> u64 {
+        let mut id = lock(&self.next_id);
+        *id += 1;
+        *id
+    }
+
+    /// The origin for `key` unless it is this node.
+    fn locate_elsewhere(&self, key: &str) -> Option<Location> {
+        self.ctx
+            .cluster
+            .locate(key)
+            .filter(|loc| loc.node_id != self.ctx.cluster.node_id())
+    }
+
+    /// Decides how to serve a play, starting a pull when the stream lives elsewhere.
+    pub fn route_play(self: &Arc<Self>, client: &ClientInfo<'_>) -> Route {
+        if self.ctx.hub.is_publishing(client.key) && !self.is_pulling(client.key) {
+            // Published here (or forwarded through here): serve it.
+            return Route::Local;
+        }
+        let edge = self.role == NodeRole::Edge;
+        if edge && self.play_mode == Mode::Redirect && client.hops == 0 {
+            return self.redirect(client);
+        }
+        // Origins pull only for plain clients; edges also for relays of lower tiers.
+        let may_pull = if edge {
+            client.hops < MAX_HOPS
+        } else {
+            client.hops == 0
+        };
+        if may_pull && (edge || self.locate_elsewhere(client.key).is_some()) {
+            self.ensure_pull(client);
+        }
+        Route::Local
+    }
+
+    /// Decides how to take a publish: edges forward it (or redirect); origins keep it.
+    pub fn route_publish(self: &Arc<Self>, client: &ClientInfo<'_>) -> Route {
+        if self.role != NodeRole::Edge || client.hops > 0 {
+            return Route::Local;
+        }
+        match self.publish_mode {
+            Mode::Redirect => self.redirect(client),
+            Mode::Proxy => Route::Local,
+        }
+    }
+
+    /// Starts forwarding a local publisher's stream to its origin (edges in proxy mode); the
+    /// push stops when the guard drops.
+    pub fn start_push(self: &Arc<Self>, client: &ClientInfo<'_>) -> Option<PushGuard> {
+        if self.role != NodeRole::Edge || self.publish_mode != Mode::Proxy || client.hops > 0 {
+            return None;
+        }
+        let stop = CancellationToken::new();
+        let status = StatusCell::new(client.key, "push");
+        let target = upstream_path(client);
+        lock(&self.pushes).insert(
+            client.key.to_string(),
+            Running {
+                stop: stop.clone(),
+                status: status.clone(),
+            },
+        );
+        info!(stream = client.key, "forwarding publisher to its origin");
+        tokio::spawn(push::run(
+            self.ctx.clone(),
+            client.key.to_string(),
+            target,
+            client.hops + 1,
+            status,
+            stop.clone(),
+        ));
+        Some(PushGuard {
+            relays: self.clone(),
+            key: client.key.to_string(),
+            stop,
+        })
+    }
+
+    fn is_pulling(&self, key: &str) -> bool {
+        lock(&self.pulls).contains_key(key)
+    }
+
+    fn ensure_pull(self: &Arc<Self>, client: &ClientInfo<'_>) {
+        let mut pulls = lock(&self.pulls);
+        if pulls.contains_key(client.key) {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let status = StatusCell::new(client.key, "pull");
+        pulls.insert(
+            client.key.to_string(),
+            Running {
+                stop: stop.clone(),
+                status: status.clone(),
+            },
+        );
+        drop(pulls);
+        info!(stream = client.key, "starting upstream pull");
+        let relays = self.clone();
+        let key = client.key.to_string();
+        let target = upstream_path(client);
+        let hops = client.hops + 1;
+        let conn_id = self.conn_id();
+        tokio::spawn(async move {
+            pull::run(
+                relays.ctx.clone(),
+                key.clone(),
+                target,
+                hops,
+                conn_id,
+                status,
+                stop.clone(),
+            )
+            .await;
+            let mut pulls = lock(&relays.pulls);
+            if pulls.get(&key).is_some_and(|r| r.stop == stop) {
+                pulls.remove(&key);
+            }
+        });
+    }
+
+    fn redirect(&self, client: &ClientInfo<'_>) -> Route {
+        let Some(loc) = self.ctx.cluster.locate(client.key) else {
+            return Route::Refuse(format!("no origin known for {}", client.key));
+        };
+        if loc.rtmp_addr == self.ctx.self_rtmp || loc.node_id == self.ctx.cluster.node_id() {
+            // A redirect to ourselves would loop (misconfigured advertise address).
+            return Route::Refuse(format!(
+                "refusing to redirect {} to this node itself ({})",
+                client.key, loc.rtmp_addr
+            ));
+        }
+        let query = if client.connect_query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", client.connect_query)
+        };
+        let tc_url = format!("rtmp://{}/{}{}", loc.rtmp_addr, client.app, query);
+        let url = format!("rtmp://{}/{}/{}", loc.rtmp_addr, client.app, client.name);
+        Route::Redirect { tc_url, url }
+    }
+
+    /// Every running relay, for `/api/v1/streams`.
+    pub fn statuses(&self) -> Vec<RelayStatus> {
+        let mut all: Vec<RelayStatus> = lock(&self.pulls)
+            .values()
+            .chain(lock(&self.pushes).values())
+            .map(|r| r.status.snapshot())
+            .collect();
+        all.sort_by(|a, b| (&a.stream, a.direction).cmp(&(&b.stream, b.direction)));
+        all
+    }
+
+    /// Stops every relay (node shutdown).
+    pub fn stop_all(&self) {
+        for r in lock(&self.pulls)
+            .values()
+            .chain(lock(&self.pushes).values())
+        {
+            r.stop.cancel();
+        }
+    }
+}
+
+/// The app and stream (with query) a relay asks the upstream for.
+fn upstream_path(client: &ClientInfo<'_>) -> (String, String) {
+    (client.app.to_string(), client.name.to_string())
+}
+
+/// The URL of `path` on the origin at `rtmp_addr`.
+pub(crate) fn upstream_url(rtmp_addr: &str, path: &(String, String)) -> Option<RtmpUrl> {
+    RtmpUrl::parse(&format!("rtmp://{}/{}/{}", rtmp_addr, path.0, path.1)).ok()
+}
+
+/// Exponential backoff with jitter: 200 ms doubling to 5 s, +-25 %.
+pub(crate) fn backoff(attempt: u32, seed: &mut u64) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let jitter = (*seed % (base / 2 + 1)) as i64 - (base / 4) as i64;
+    Duration::from_millis((base as i64 + jitter).max(50) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let mut seed = 0x1234_5678_9abc_def0;
+        let first: Vec<u128> = (0..50).map(|_| backoff(0, &mut seed).as_millis()).collect();
+        assert!(
+            first.iter().all(|&ms| (150..=250).contains(&ms)),
+            "{first:?}"
+        );
+        assert!(first.iter().any(|&ms| ms != first[0]), "jitter varies");
+        let late: Vec<u128> = (0..50)
+            .map(|_| backoff(30, &mut seed).as_millis())
+            .collect();
+        assert!(
+            late.iter().all(|&ms| (3_750..=6_250).contains(&ms)),
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn upstream_url_keeps_app_and_query() {
+        let url =
+            upstream_url("10.0.0.5:1935", &("live".into(), "cam?token=x".into())).expect("url");
+        assert_eq!(url.to_string(), "rtmp://10.0.0.5:1935/live/cam?token=x");
+    }
+}

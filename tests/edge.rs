@@ -1,0 +1,382 @@
+//! End-to-end edges: three origins and two edges as real processes on 127.0.0.1; ffmpeg,
+//! rtmpdump and the project's client publish and play through the edges; an origin is
+//! SIGKILLed under a live stream; redirect mode. Measured gaps are printed
+//! (`cargo test --test edge -- --nocapture`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fleet::*;
+use common::*;
+use ringcast::client::{ClientError, ClientOptions, Incoming, RtmpClient, RtmpUrl};
+use serde_json::Value;
+use tokio::process::Command;
+
+const SEC: Duration = Duration::from_secs(1);
+
+async fn converged(secret: &str, edge_env: &[(&str, &str)]) -> Fleet {
+    let fleet = Fleet::start_with(secret, 3, 2, edge_env).await;
+    wait_for("five nodes agree", 20 * SEC, || all_agree(&fleet)).await;
+    fleet
+}
+
+/// This node's `/api/v1/streams` entry for `key`, if any.
+async fn stream_entry(node: &Node, key: &str) -> Option<Value> {
+    let (status, body) = node.get_json("/api/v1/streams").await;
+    if status != 200 {
+        return None;
+    }
+    body["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["key"] == key)
+        .cloned()
+}
+
+/// This node's relay of `key` in `direction` ("pull"/"push"), if running.
+async fn relay_entry(node: &Node, key: &str, direction: &str) -> Option<Value> {
+    let (_, body) = node.get_json("/api/v1/streams").await;
+    body["relays"]
+        .as_array()?
+        .iter()
+        .find(|r| r["stream"] == key && r["direction"] == direction)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_to_one_edge_play_from_the_other_through_the_located_origin() {
+    let fleet = converged(&test_secret("edge-e2e"), &[]).await;
+    let (edge_a, edge_b) = (fleet.node("edge-0"), fleet.node("edge-1"));
+    let key = "live/through";
+    let _publisher = ffmpeg_publish(&edge_a.url(key), 40, 25);
+
+    // The edge forwards to the origin every node locates.
+    wait_for("edge-0 pushes to an origin", 15 * SEC, || async {
+        match relay_entry(edge_a, key, "push").await {
+            Some(r) if r["state"] == "pushing" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let (origin, source, _) = wait_for_value("located by gossip", 10 * SEC, || async {
+        let answer = locate_everywhere(&fleet, key).await?;
+        if answer.1 == "gossip" {
+            Ok(answer)
+        } else {
+            Err(format!("{answer:?}"))
+        }
+    })
+    .await;
+    assert_eq!(source, "gossip");
+    let held = stream_entry(fleet.node(&origin), key)
+        .await
+        .expect("stream on its origin");
+    assert_eq!(held["publishing"], true);
+    assert_eq!(
+        held["relayed"], false,
+        "the origin holds the publisher itself"
+    );
+
+    // ffmpeg and rtmpdump play from the other edge.
+    let url_b = edge_b.url(key);
+    let (frames, err) = ffmpeg_decode_frames(&url_b, 50, 30 * SEC).await;
+    assert_eq!(frames, 50, "ffmpeg through edge-1: {err}");
+    let dir = std::env::temp_dir().join(format!("ringcast-edge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let flv = dir.join("edge.flv").to_string_lossy().to_string();
+    let _ = run(
+        Command::new("rtmpdump").args(["-r", &url_b, "--live", "--stop", "3", "-o", &flv]),
+        20 * SEC,
+    )
+    .await;
+    let (_, out, _) = run(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            &flv,
+        ]),
+        20 * SEC,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let recorded: u32 = out.trim().parse().unwrap_or(0);
+    assert!(
+        recorded >= 25,
+        "rtmpdump through edge-1 recorded {recorded} frames"
+    );
+    let pull = relay_entry(edge_b, key, "pull")
+        .await
+        .expect("edge-1 pulls");
+    assert_eq!(pull["upstream_node"], origin.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_players_on_an_edge_share_one_upstream_and_origins_serve_each_others_streams() {
+    let fleet = converged(&test_secret("edge-ten"), &[]).await;
+    let key = "live/shared";
+    // Published straight to an origin that is not necessarily the ring owner.
+    let publisher = synthetic_publisher(&fleet.node("origin-0").url(key), 25, 4000, 25, 1500);
+    wait_for("origin-0 holds it", 10 * SEC, || async {
+        match locate_everywhere(&fleet, key).await? {
+            (n, s, _) if n == "origin-0" && s == "gossip" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let edge = fleet.node("edge-1");
+    let mut players = Vec::new();
+    for _ in 0..10 {
+        players.push(player(&edge.url(key)).await);
+    }
+    let (players, counts) = count_video_all(players, 2 * SEC).await;
+    assert!(
+        counts.iter().all(|&n| n > 20),
+        "every edge player gets video: {counts:?}"
+    );
+    let at_origin = stream_entry(fleet.node("origin-0"), key)
+        .await
+        .expect("stream");
+    assert_eq!(
+        at_origin["players"], 1,
+        "ten edge players, one upstream: {at_origin}"
+    );
+    let at_edge = stream_entry(edge, key).await.expect("stream on the edge");
+    assert_eq!(at_edge["players"], 10);
+    assert_eq!(at_edge["relayed"], true);
+
+    // A player on another origin gets the stream too (that origin pulls it).
+    let mut elsewhere = player(&fleet.node("origin-1").url(key)).await;
+    assert!(count_video(&mut elsewhere, 3 * SEC).await > 20);
+    let at_origin1 = stream_entry(fleet.node("origin-1"), key)
+        .await
+        .expect("stream");
+    assert_eq!(at_origin1["relayed"], true);
+    // And origin-1's pull is not advertised as a second holder.
+    assert_eq!(
+        locate_everywhere(&fleet, key).await.expect("agree").0,
+        "origin-0"
+    );
+    drop(players);
+    drop(elsewhere);
+    publisher.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_origin_keeps_publisher_and_players_connected() {
+    let fleet = converged(&test_secret("edge-kill"), &[]).await;
+    let key = "live/failover";
+    let (edge_a, edge_b) = (fleet.node("edge-0"), fleet.node("edge-1"));
+    // 40 s of a 25 fps stream pushed through edge-0 by one connection that must never fail.
+    let publisher = synthetic_publisher(&edge_a.url(key), 25, 3000, 25, 1000);
+    let origin = wait_for_value("stream held by an origin", 15 * SEC, || async {
+        match locate_everywhere(&fleet, key).await? {
+            (n, s, _) if s == "gossip" => Ok(n),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let mut players = Vec::new();
+    for _ in 0..3 {
+        let mut p = player(&edge_b.url(key)).await;
+        assert!(count_video(&mut p, SEC).await > 10);
+        players.push(p);
+    }
+
+    // Every player reads on its own task and records when each video frame arrives.
+    let readers: Vec<_> = players
+        .into_iter()
+        .map(|mut p| {
+            tokio::spawn(async move {
+                let mut arrivals = Vec::new();
+                let deadline = Instant::now() + 20 * SEC;
+                while Instant::now() < deadline {
+                    match tokio::time::timeout(15 * SEC, p.next()).await {
+                        Ok(Ok(Incoming::Media(m))) if m.type_id == 9 => {
+                            arrivals.push(Instant::now())
+                        }
+                        Ok(Ok(_)) => {}
+                        other => return Err(format!("player lost its connection: {other:?}")),
+                    }
+                }
+                Ok(arrivals)
+            })
+        })
+        .collect();
+    tokio::time::sleep(SEC).await;
+    fleet.node(&origin).signal("KILL");
+    let killed_at = Instant::now();
+    let mut gaps = Vec::new();
+    for reader in readers {
+        let arrivals = reader.await.expect("join").expect("player stays connected");
+        let after = arrivals.iter().filter(|t| **t > killed_at).count();
+        let gap = arrivals
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .max()
+            .unwrap_or_default();
+        assert!(
+            after >= 100,
+            "player got only {after} frames after the kill"
+        );
+        gaps.push(gap);
+    }
+    let since = wait_for_value("edge-0 pushes to a new origin", 15 * SEC, || async {
+        match relay_entry(edge_a, key, "push").await {
+            Some(r) if r["state"] == "pushing" && r["upstream_node"] != origin.as_str() => {
+                Ok(r["since_seconds"].as_f64().unwrap_or(0.0))
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let publisher_gap = killed_at.elapsed().as_secs_f64() - since;
+    eprintln!(
+        "origin {origin} killed: player-side gaps {gaps:?}; publisher-side: edge-0 pushing to \
+         a new origin {publisher_gap:.2} s after the kill"
+    );
+    assert!(gaps.iter().all(|g| *g < 15 * SEC), "gaps {gaps:?}");
+    assert!(
+        !publisher.is_finished(),
+        "the publisher's connection to edge-0 must survive"
+    );
+    publisher.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_mode_sends_followers_to_the_origin_and_ffmpeg_gets_an_error() {
+    let fleet = converged(
+        &test_secret("edge-redirect"),
+        &[
+            ("RINGCAST_EDGE__PLAY", "redirect"),
+            ("RINGCAST_EDGE__PUBLISH", "redirect"),
+        ],
+    )
+    .await;
+    let edge = fleet.node("edge-0");
+    let key = "live/redirected";
+    let owner = locate_everywhere(&fleet, key).await.expect("agree");
+
+    // The project's client follows the 302 for a publish and lands on the owner.
+    let url = RtmpUrl::parse(&edge.url(&format!("{key}?token=abc"))).expect("url");
+    let (mut publisher, chain) =
+        RtmpClient::connect_following(&url, ClientOptions::default(), true, 3)
+            .await
+            .expect("publish through a redirect");
+    assert_eq!(chain.len(), 2, "{chain:?}");
+    assert!(
+        chain[1].starts_with(&format!("rtmp://{}/live/redirected", owner.2)),
+        "{chain:?}"
+    );
+    assert!(
+        chain[1].ends_with("?token=abc"),
+        "the query survives: {chain:?}"
+    );
+    let feeder = tokio::spawn(async move {
+        publisher
+            .send_media(9, 0, &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f])
+            .await?;
+        for i in 0..200u32 {
+            let kind = if i % 25 == 0 { 0x17 } else { 0x27 };
+            publisher
+                .send_media(9, i * 40, &[kind, 1, 0, 0, 0, i as u8])
+                .await?;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        Ok::<_, ClientError>(())
+    });
+    // A following player ends on the owner too and gets the stream.
+    let (mut viewer, chain) =
+        RtmpClient::connect_following(&url, ClientOptions::default(), false, 3)
+            .await
+            .expect("play through a redirect");
+    assert_eq!(chain.len(), 2, "{chain:?}");
+    assert!(count_video(&mut viewer, 2 * SEC).await > 10);
+
+    // ffmpeg does not follow RTMP 302: it must fail with an error, quickly, not hang.
+    let started = Instant::now();
+    let (ok, _, err) = run(
+        Command::new("ffmpeg").args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            &edge.url(key),
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ]),
+        20 * SEC,
+    )
+    .await;
+    assert!(!ok, "ffmpeg cannot play from a redirecting edge");
+    assert!(
+        started.elapsed() < 10 * SEC,
+        "ffmpeg took {:?}",
+        started.elapsed()
+    );
+    assert!(!err.contains("timed out"), "{err}");
+    eprintln!("ffmpeg against a redirecting edge: {}", err.trim());
+    feeder.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_back_to_the_same_node_is_cut() {
+    // Misconfiguration: the only origin advertises the redirecting edge's RTMP address, so
+    // the edge would send clients to itself forever.
+    let secret = test_secret("edge-loop");
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    let edge_port = probe.local_addr().expect("addr").port();
+    drop(probe);
+    let edge_rtmp = format!("127.0.0.1:{edge_port}");
+    let origin = start_node_with(
+        "origin-0",
+        "origin",
+        &secret,
+        &[],
+        &[("RINGCAST_RTMP__ADVERTISE", &edge_rtmp)],
+    )
+    .await;
+    let seed = origin.gossip.clone().expect("gossip");
+    let edge = start_node_with(
+        "edge-0",
+        "edge",
+        &secret,
+        &[seed],
+        &[
+            ("RINGCAST_RTMP__LISTEN", &edge_rtmp),
+            ("RINGCAST_RTMP__ADVERTISE", &edge_rtmp),
+            ("RINGCAST_EDGE__PLAY", "redirect"),
+        ],
+    )
+    .await;
+    wait_for("edge sees the origin", 15 * SEC, || async {
+        locate(&edge, "live/loop").await.map(|_| ())
+    })
+    .await;
+    let url = RtmpUrl::parse(&edge.url("live/loop")).expect("url");
+    match RtmpClient::connect_following(&url, ClientOptions::default(), false, 3).await {
+        Err(ClientError::Refused { description, .. }) => {
+            assert!(
+                description.contains("refusing to redirect"),
+                "{description}"
+            )
+        }
+        Err(ClientError::RedirectLoop(chain))
+        | Err(ClientError::TooManyRedirects { chain, .. }) => {
+            panic!("the edge should refuse before the client loops: {chain}")
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, c)| c)),
+    }
+    edge.wait_log("refusing to redirect", 5 * SEC).await;
+}
