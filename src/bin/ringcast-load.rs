@@ -38,6 +38,9 @@ struct Cli {
     /// rtmp://HOST:PORT/APP/STREAM; with --streams N the names are STREAM-0..STREAM-(N-1).
     #[arg(long)]
     url: String,
+    /// Publish to this URL instead of --url (e.g. an origin, with players on an edge).
+    #[arg(long)]
+    publish_url: Option<String>,
     #[arg(long, default_value_t = 1)]
     streams: usize,
     /// Players per stream.
@@ -107,6 +110,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let publish_base = match cli.publish_url.as_deref().map(RtmpUrl::parse).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("ringcast-load: --publish-url: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let source = match cli.publish {
         Publish::None => None,
         Publish::Synthetic => Some(Source::Synthetic(SynthProfile {
@@ -139,6 +149,7 @@ fn main() -> ExitCode {
     let plan = LoadPlan {
         label: cli.label.clone(),
         base,
+        publish_base,
         streams: cli.streams.max(1),
         source,
         players_per_stream: cli.players,

@@ -23,6 +23,8 @@ pub struct LoadPlan {
     pub label: String,
     /// `rtmp://host:port/app/name`; with several streams they are `name-0`, `name-1`, ...
     pub base: RtmpUrl,
+    /// Where publishers publish, when not `base` (e.g. an origin, with players on an edge).
+    pub publish_base: Option<RtmpUrl>,
     pub streams: usize,
     /// What to publish on each stream; `None` plays streams published by someone else (or
     /// nobody: idle players).
@@ -41,10 +43,24 @@ pub struct LoadPlan {
 }
 
 impl LoadPlan {
+    /// Stream `i`'s URL for players.
     pub fn stream_url(&self, i: usize) -> RtmpUrl {
-        let mut url = self.base.clone();
-        if self.streams > 1 {
-            url.stream = format!("{}-{i}", self.base.stream);
+        Self::nth(&self.base, self.streams, i)
+    }
+
+    /// Stream `i`'s URL for its publisher.
+    pub fn publish_url(&self, i: usize) -> RtmpUrl {
+        Self::nth(
+            self.publish_base.as_ref().unwrap_or(&self.base),
+            self.streams,
+            i,
+        )
+    }
+
+    fn nth(base: &RtmpUrl, streams: usize, i: usize) -> RtmpUrl {
+        let mut url = base.clone();
+        if streams > 1 {
+            url.stream = format!("{}-{i}", base.stream);
         }
         url
     }
@@ -62,7 +78,7 @@ pub async fn run(plan: LoadPlan) -> Report {
     let mut publishers = JoinSet::new();
     if let Some(source) = &plan.source {
         for i in 0..plan.streams {
-            publishers.spawn(publisher::run(plan.stream_url(i), source.clone(), end));
+            publishers.spawn(publisher::run(plan.publish_url(i), source.clone(), end));
         }
     }
     tokio::time::sleep_until(players_start).await;
