@@ -82,32 +82,7 @@ async fn publish_to_one_edge_play_from_the_other_through_the_located_origin() {
     let url_b = edge_b.url(key);
     let (frames, err) = ffmpeg_decode_frames(&url_b, 50, 30 * SEC).await;
     assert_eq!(frames, 50, "ffmpeg through edge-1: {err}");
-    let dir = std::env::temp_dir().join(format!("ringcast-edge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let flv = dir.join("edge.flv").to_string_lossy().to_string();
-    let _ = run(
-        Command::new("rtmpdump").args(["-r", &url_b, "--live", "--stop", "3", "-o", &flv]),
-        20 * SEC,
-    )
-    .await;
-    let (_, out, _) = run(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            &flv,
-        ]),
-        20 * SEC,
-    )
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let recorded: u32 = out.trim().parse().unwrap_or(0);
+    let (recorded, _) = rtmpdump_decodable_frames(&url_b, 3).await;
     assert!(
         recorded >= 25,
         "rtmpdump through edge-1 recorded {recorded} frames"

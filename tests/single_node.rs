@@ -38,38 +38,12 @@ async fn ffmpeg_publishes_and_ffmpeg_ffprobe_rtmpdump_play() {
     assert_eq!(frames, 50, "ffmpeg decoded {frames} frames; stderr: {err}");
     assert!(err.trim().is_empty(), "ffmpeg decode errors: {err}");
 
-    // rtmpdump (librtmp) records 3 s of the live stream; ffmpeg then decodes the recording.
-    let dir = std::env::temp_dir().join(format!("ringcast-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let flv = dir.join("dump.flv");
-    let flv_path = flv.to_string_lossy().to_string();
-    let (_, _, dump_err) = run(
-        Command::new("rtmpdump").args(["-r", &url, "--live", "--stop", "3", "-o", &flv_path]),
-        20 * SEC,
-    )
-    .await;
-    let (_, out, _) = run(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            &flv_path,
-        ]),
-        20 * SEC,
-    )
-    .await;
-    let recorded: u32 = out.trim().parse().unwrap_or(0);
+    // rtmpdump (librtmp) records 3 s of the live stream; ffprobe decodes the recording.
+    let (recorded, dump_err) = rtmpdump_decodable_frames(&url, 3).await;
     assert!(
         recorded >= 25,
         "rtmpdump recording has {recorded} decodable frames; rtmpdump said: {dump_err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
     node.wait_log_all(&["play stop", "bytes="], 10 * SEC).await;
 }
 

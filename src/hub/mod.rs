@@ -91,10 +91,7 @@ impl Hub {
         // Under the registry lock, so a concurrent release cannot orphan the stream.
         let stream = {
             let mut streams = lock(&self.inner.streams);
-            let stream = streams
-                .entry(key.to_string())
-                .or_insert_with(|| Arc::new(Stream::new(key, self.inner.config)))
-                .clone();
+            let stream = self.entry(&mut streams, key);
             stream.start_publish(conn_id, relay)?;
             stream
         };
@@ -122,10 +119,7 @@ impl Hub {
     pub fn play(&self, key: &str) -> (Player, Snapshot) {
         let stream = {
             let mut streams = lock(&self.inner.streams);
-            let stream = streams
-                .entry(key.to_string())
-                .or_insert_with(|| Arc::new(Stream::new(key, self.inner.config)))
-                .clone();
+            let stream = self.entry(&mut streams, key);
             stream.add_player();
             stream
         };
@@ -138,6 +132,14 @@ impl Hub {
             },
             snapshot,
         )
+    }
+
+    /// The stream `key`, created empty if new (the caller holds the registry lock).
+    fn entry(&self, streams: &mut HashMap<String, Arc<Stream>>, key: &str) -> Arc<Stream> {
+        streams
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Stream::new(key, self.inner.config)))
+            .clone()
     }
 
     /// Removes `stream` from the registry if nobody publishes or plays it any more.

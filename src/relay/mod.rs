@@ -143,6 +143,32 @@ pub(crate) struct RelayContext {
     pub chunk_size: usize,
 }
 
+impl RelayContext {
+    /// The stream's origin unless it is this node, marking the relay `Connecting` to it, or
+    /// `Waiting` when no other origin is known.
+    pub(crate) fn upstream(&self, key: &str, status: &StatusCell) -> Option<Location> {
+        let own = self.cluster.node_id();
+        match self.cluster.locate(key).filter(|l| l.node_id != own) {
+            Some(loc) => {
+                status.set(RelayState::Connecting, Some(&loc), None);
+                Some(loc)
+            }
+            None => {
+                status.set(RelayState::Waiting, None, None);
+                None
+            }
+        }
+    }
+}
+
+/// Sleeps `d` unless stopped first; true when stopped.
+pub(crate) async fn wait(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
 pub struct Relays {
     ctx: RelayContext,
     role: NodeRole,

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{backoff, upstream_url, RelayContext, RelayState, StatusCell, PULL_LINGER};
+use super::{backoff, upstream_url, wait, RelayContext, RelayState, StatusCell, PULL_LINGER};
 use crate::client::{ClientError, ClientOptions, Incoming, RtmpClient};
 use crate::cluster::Location;
 use crate::hub::{ingest, Publisher};
@@ -52,15 +52,12 @@ pub(crate) async fn run(
                 info!("no players left; closing upstream");
                 break;
             }
-            let own = ctx.cluster.node_id().to_string();
-            let Some(loc) = ctx.cluster.locate(&key).filter(|l| l.node_id != own) else {
-                status.set(RelayState::Waiting, None, None);
+            let Some(loc) = ctx.upstream(&key, &status) else {
                 if wait(&stop, backoff(attempt.min(3), &mut seed)).await {
                     break;
                 }
                 continue;
             };
-            status.set(RelayState::Connecting, Some(&loc), None);
             let result = pull_from(
                 &ctx,
                 &key,
@@ -95,14 +92,6 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await
-}
-
-/// Sleeps `d` unless stopped first; true when stopped.
-async fn wait(stop: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
 }
 
 fn no_players_for(ctx: &RelayContext, key: &str, idle_since: &mut Option<Instant>) -> bool {

@@ -3,13 +3,12 @@
 //! to the new owner while the publisher's own connection to the edge carries on.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{backoff, upstream_url, RelayContext, RelayState, StatusCell};
+use super::{backoff, upstream_url, wait, RelayContext, RelayState, StatusCell};
 use crate::client::{ClientError, ClientOptions, RtmpClient};
 use crate::cluster::Location;
 use crate::hub::{Event, Player, Snapshot};
@@ -37,15 +36,12 @@ pub(crate) async fn run(
             if stop.is_cancelled() {
                 break;
             }
-            let own = ctx.cluster.node_id().to_string();
-            let Some(loc) = ctx.cluster.locate(&key).filter(|l| l.node_id != own) else {
-                status.set(RelayState::Waiting, None, None);
+            let Some(loc) = ctx.upstream(&key, &status) else {
                 if wait(&stop, backoff(attempt.min(3), &mut seed)).await {
                     break;
                 }
                 continue;
             };
-            status.set(RelayState::Connecting, Some(&loc), None);
             match push_to(&ctx, &path, hops, &loc, &mut player, snapshot, &status, &stop).await {
                 Ok(End::Done) => break,
                 Err(e) => {
@@ -64,13 +60,6 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await
-}
-
-async fn wait(stop: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -44,8 +44,8 @@ impl Session {
     pub(super) fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
         let name = cmd.arg_str(0).unwrap_or("").to_string();
         let key = match self.key_for(&name) {
-            Some(k) if !name.split('?').next().unwrap_or("").is_empty() => k,
-            _ => {
+            Some(k) => k,
+            None => {
                 self.on_status(
                     stream_id,
                     "error",

@@ -453,9 +453,12 @@ impl Session {
         }
     }
 
+    /// The stream key for `name` on this connection's app; `None` before connect or for an
+    /// empty stream name.
     pub(super) fn key_for(&self, name: &str) -> Option<String> {
         let app = self.connect.as_ref()?.app.as_str();
-        Some(stream_key(app, name))
+        let bare = name.split('?').next().unwrap_or("").trim_matches('/');
+        (!bare.is_empty()).then(|| stream_key(app, name))
     }
 }
 

@@ -292,6 +292,39 @@ pub async fn ffmpeg_decode_frames(url: &str, frames: u32, limit: Duration) -> (u
     (decoded, err)
 }
 
+/// rtmpdump (librtmp) records `seconds` of the live stream at `url`; returns how many video
+/// frames ffprobe decodes from the recording, and what rtmpdump said.
+pub async fn rtmpdump_decodable_frames(url: &str, seconds: u32) -> (u32, String) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let flv = std::env::temp_dir().join(format!("ringcast-dump-{}-{n}.flv", std::process::id()));
+    let flv = flv.to_string_lossy().to_string();
+    let stop = seconds.to_string();
+    let (_, _, dump_err) = run(
+        Command::new("rtmpdump").args(["-r", url, "--live", "--stop", &stop, "-o", &flv]),
+        Duration::from_secs(20),
+    )
+    .await;
+    let (_, out, _) = run(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            &flv,
+        ]),
+        Duration::from_secs(20),
+    )
+    .await;
+    let _ = std::fs::remove_file(&flv);
+    (out.trim().parse().unwrap_or(0), dump_err)
+}
+
 pub async fn client(url: &str) -> RtmpClient {
     let url = RtmpUrl::parse(url).expect("url");
     RtmpClient::connect(&url, ClientOptions::default())

@@ -75,6 +75,20 @@ struct ChunkStream {
     in_progress: bool,
 }
 
+impl ChunkStream {
+    /// Ends the message in progress with `payload`.
+    fn complete(&mut self, csid: u32, payload: Bytes) -> RawMessage {
+        self.in_progress = false;
+        RawMessage {
+            csid,
+            timestamp: self.timestamp,
+            type_id: self.type_id,
+            stream_id: self.stream_id,
+            payload,
+        }
+    }
+}
+
 pub struct ChunkReader {
     chunk_size: usize,
     limits: ReaderLimits,
@@ -181,14 +195,7 @@ impl ChunkReader {
             if already == 0 && want == length as usize {
                 // The whole message is in this one chunk: hand out the reader's bytes, no copy.
                 let payload = buf.split_to(want).freeze();
-                stream.in_progress = false;
-                let msg = RawMessage {
-                    csid: header.csid,
-                    timestamp: stream.timestamp,
-                    type_id: stream.type_id,
-                    stream_id: stream.stream_id,
-                    payload,
-                };
+                let msg = stream.complete(header.csid, payload);
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
@@ -206,14 +213,7 @@ impl ChunkReader {
             if stream.partial.len() == length as usize {
                 let payload = stream.partial.split().freeze();
                 self.buffered -= payload.len();
-                stream.in_progress = false;
-                let msg = RawMessage {
-                    csid: header.csid,
-                    timestamp: stream.timestamp,
-                    type_id: stream.type_id,
-                    stream_id: stream.stream_id,
-                    payload,
-                };
+                let msg = stream.complete(header.csid, payload);
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
