@@ -303,6 +303,30 @@ async fn redirect_mode_sends_followers_to_the_origin_and_ffmpeg_gets_an_error() 
     assert!(!err.contains("timed out"), "{err}");
     eprintln!("ffmpeg against a redirecting edge: {}", err.trim());
     feeder.abort();
+
+    // The load tool's players follow the 302 too (publisher straight on the owner).
+    let load_key = "live/load-redirected";
+    let owner = locate_everywhere(&fleet, load_key).await.expect("agree");
+    let (ok, out, err) = run(
+        Command::new(env!("CARGO_BIN_EXE_ringcast-load")).args([
+            "--url",
+            &edge.url(load_key),
+            "--publish-url",
+            &format!("rtmp://{}/{load_key}", owner.2),
+            "--players",
+            "5",
+            "--duration",
+            "4",
+            "--lead",
+            "1",
+            "--follow-redirects",
+            "--fail-if-behind",
+        ]),
+        30 * SEC,
+    )
+    .await;
+    assert!(ok, "ringcast-load --follow-redirects:\n{out}\n{err}");
+    assert!(out.contains("5 connected of 5"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

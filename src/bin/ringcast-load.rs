@@ -96,6 +96,9 @@ struct Cli {
     /// runs (delay figures then include up to one interval). 0: read as data arrives.
     #[arg(long, default_value_t = 0)]
     read_interval_ms: u64,
+    /// Players follow RTMP 302 redirects (up to 3), as SRS edges do.
+    #[arg(long)]
+    follow_redirects: bool,
     /// Runtime worker threads (default: the CPUs this process may run on).
     #[arg(long)]
     threads: Option<usize>,
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
             max_loss: cli.max_loss,
         },
         read_interval: Duration::from_millis(cli.read_interval_ms),
+        follow_redirects: cli.follow_redirects,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {

@@ -40,6 +40,8 @@ pub struct LoadPlan {
     pub criteria: Criteria,
     /// Players read their sockets at most this often (0: as data arrives).
     pub read_interval: Duration,
+    /// Players follow RTMP 302 redirects.
+    pub follow_redirects: bool,
 }
 
 impl LoadPlan {
@@ -101,7 +103,12 @@ pub async fn run(plan: LoadPlan) -> Report {
     for n in 0..total {
         // Round-robin over streams so every stream ramps up together.
         let url = plan.stream_url(n % plan.streams);
-        players.spawn(player::run(url, end, plan.read_interval, measure_from_us));
+        let opts = player::PlayerOptions {
+            read_interval: plan.read_interval,
+            measure_from_us,
+            follow_redirects: plan.follow_redirects,
+        };
+        players.spawn(player::run(url, end, opts));
         if !gap.is_zero() {
             tokio::time::sleep_until(players_start + gap * (n as u32 + 1)).await;
         }

@@ -43,25 +43,24 @@ impl PlayerStats {
     }
 }
 
-/// Plays `url` until `until`. With a `read_interval`, the player reads its socket at most
-/// that often (fewer, larger reads: a cheaper client for capacity runs; delay figures then
-/// include up to one interval).
-///
-/// Delay is recorded for frames sent at or after `measure_from_us` (wall clock, µs): the
-/// steady state after every player has joined, not the ramp.
-pub async fn run(
-    url: RtmpUrl,
-    until: Instant,
-    read_interval: Duration,
-    measure_from_us: u64,
-) -> PlayerStats {
+/// How a load-tool player behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct PlayerOptions {
+    /// Read the socket at most this often (fewer, larger reads: a cheaper client for
+    /// capacity runs; delay figures then include up to one interval). Zero: as data arrives.
+    pub read_interval: Duration,
+    /// Record delay for frames sent at or after this wall-clock time (µs): the steady state
+    /// after every player has joined, not the ramp.
+    pub measure_from_us: u64,
+    /// Follow RTMP 302 redirects (up to 3), as SRS edges and Flash-era players do.
+    pub follow_redirects: bool,
+}
+
+/// Plays `url` until `until`.
+pub async fn run(url: RtmpUrl, until: Instant, opts: PlayerOptions) -> PlayerStats {
     let mut stats = PlayerStats::default();
     let started = Instant::now();
-    let result = tokio::time::timeout_at(
-        until,
-        play(&url, started, read_interval, measure_from_us, &mut stats),
-    )
-    .await;
+    let result = tokio::time::timeout_at(until, play(&url, started, opts, &mut stats)).await;
     stats.active = started.elapsed();
     match result {
         Ok(Err(e)) => stats.error = Some(e.to_string()),
@@ -74,13 +73,20 @@ pub async fn run(
 async fn play(
     url: &RtmpUrl,
     started: Instant,
-    read_interval: Duration,
-    measure_from_us: u64,
+    opts: PlayerOptions,
     stats: &mut PlayerStats,
 ) -> Result<(), crate::client::ClientError> {
-    let joined_at = now_micros().max(measure_from_us);
-    let mut c = RtmpClient::connect(url, ClientOptions::default()).await?;
-    c.play().await?;
+    let joined_at = now_micros().max(opts.measure_from_us);
+    let read_interval = opts.read_interval;
+    let mut c = if opts.follow_redirects {
+        RtmpClient::connect_following(url, ClientOptions::default(), false, 3)
+            .await?
+            .0
+    } else {
+        let mut c = RtmpClient::connect(url, ClientOptions::default()).await?;
+        c.play().await?;
+        c
+    };
     stats.connected = true;
     let mut next_read = Instant::now();
     loop {
