@@ -227,10 +227,11 @@ impl Session {
         // Chunks that arrived with the handshake's last packet.
         self.process_input()?;
         loop {
-            let flush_at = self.flush_deadline();
+            let mut flush_at = self.flush_deadline();
             if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) || self.closing.is_some()
             {
                 self.flush().await?;
+                flush_at = None;
             }
             if let Some(reason) = self.closing.take() {
                 debug!(reason, "closing after flush");
@@ -251,7 +252,6 @@ impl Session {
             if self.rbuf.capacity() - self.rbuf.len() < reserve / 2 {
                 self.rbuf.reserve(reserve);
             }
-            let flush_at = self.flush_deadline();
             let wake = tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => Wake::Shutdown,
