@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn, Instrument, Span};
 
 use super::outbound::Outbound;
@@ -257,7 +257,10 @@ impl Session {
                 _ = self.ctx.shutdown.cancelled() => Wake::Shutdown,
                 r = self.rd.read_buf(&mut self.rbuf) => Wake::Read(r),
                 _ = sleep_until_opt(idle_at) => Wake::IdleTimeout,
-                ev = recv_event(&mut self.playing) => Wake::Event(ev),
+                // While merged video waits for its deadline the stream is not watched at all:
+                // frames wait in the ring and are drained once, at the deadline, instead of
+                // waking this task for every frame.
+                ev = recv_event(&mut self.playing), if !self.merging_video() => Wake::Event(ev),
                 _ = sleep_until_opt(flush_at) => Wake::FlushDue,
             };
             match wake {
@@ -287,7 +290,11 @@ impl Session {
                         self.pending_since = Some(tokio::time::Instant::now());
                     }
                 }
-                Wake::FlushDue => {}
+                Wake::FlushDue => {
+                    if let Some(first) = self.try_event() {
+                        self.on_event(first)?;
+                    }
+                }
             }
         }
     }
@@ -312,6 +319,24 @@ impl Session {
             Some(since + merge)
         } else {
             Some(since + merge.max(AUDIO_HOLD))
+        }
+    }
+
+    /// Video is queued and waiting out a merge window.
+    fn merging_video(&self) -> bool {
+        self.out.has_video()
+            && !self.out.is_urgent()
+            && self.pending_since.is_some()
+            && !self.merge_window().is_zero()
+    }
+
+    /// The next event of the played stream if one is waiting, without waiting.
+    fn try_event(&mut self) -> Option<Result<Event, RecvError>> {
+        let p = self.playing.as_mut()?;
+        match p.player.rx.try_recv() {
+            Ok(ev) => Some(Ok(ev)),
+            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => None,
         }
     }
 
