@@ -139,8 +139,35 @@ async fn ten_players_on_an_edge_share_one_upstream_and_origins_serve_each_others
         locate_everywhere(&fleet, key).await.expect("agree").0,
         "origin-0"
     );
+    // When the last players leave, each pull lingers (10 s) and then closes its upstream.
     drop(players);
     drop(elsewhere);
+    let left = Instant::now();
+    let closed = wait_for(
+        "upstream pulls close after the linger",
+        25 * SEC,
+        || async {
+            let origin_players = stream_entry(fleet.node("origin-0"), key)
+                .await
+                .map_or(0, |s| s["players"].as_u64().unwrap_or(0));
+            let pulls = relay_entry(edge, key, "pull").await.is_some()
+                || relay_entry(fleet.node("origin-1"), key, "pull")
+                    .await
+                    .is_some();
+            if origin_players == 0 && !pulls {
+                Ok(())
+            } else {
+                Err(format!(
+                    "origin-0 players {origin_players}, pulls running {pulls}"
+                ))
+            }
+        },
+    )
+    .await;
+    assert!(
+        left.elapsed() >= 9 * SEC,
+        "pulls must linger after the last player: closed after {closed:?}"
+    );
     publisher.abort();
 }
 
