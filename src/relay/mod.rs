@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::client::RtmpUrl;
+use crate::client::{ClientError, ClientOptions, RtmpClient, RtmpUrl, UrlError};
 use crate::cluster::{Cluster, Location, NodeRole};
 use crate::hub::{lock, Hub};
 
@@ -158,6 +158,26 @@ impl RelayContext {
                 None
             }
         }
+    }
+}
+
+impl RelayContext {
+    /// Connects to `path` on the origin at `loc` as a relay `hops` deep: identified as such,
+    /// and chunking at the hub's chunk size so hub frames can be written as they are.
+    pub(crate) async fn connect(
+        &self,
+        loc: &Location,
+        path: &(String, String),
+        hops: u32,
+    ) -> Result<RtmpClient, ClientError> {
+        let url = upstream_url(&loc.rtmp_addr, path)?;
+        let opts = ClientOptions {
+            flash_ver: format!("ringcast-relay/{}", env!("CARGO_PKG_VERSION")),
+            hops,
+            chunk_size: self.chunk_size,
+            ..ClientOptions::default()
+        };
+        RtmpClient::connect(&url, opts).await
     }
 }
 
@@ -408,8 +428,8 @@ fn upstream_path(client: &ClientInfo<'_>) -> (String, String) {
 }
 
 /// The URL of `path` on the origin at `rtmp_addr`.
-pub(crate) fn upstream_url(rtmp_addr: &str, path: &(String, String)) -> Option<RtmpUrl> {
-    RtmpUrl::parse(&format!("rtmp://{}/{}/{}", rtmp_addr, path.0, path.1)).ok()
+pub(crate) fn upstream_url(rtmp_addr: &str, path: &(String, String)) -> Result<RtmpUrl, UrlError> {
+    RtmpUrl::parse(&format!("rtmp://{}/{}/{}", rtmp_addr, path.0, path.1))
 }
 
 /// Exponential backoff with jitter: 200 ms doubling to 5 s, +-25 %.

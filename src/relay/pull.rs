@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{backoff, upstream_url, wait, RelayContext, RelayState, StatusCell, PULL_LINGER};
-use crate::client::{ClientError, ClientOptions, Incoming, RtmpClient};
+use super::{backoff, wait, RelayContext, RelayState, StatusCell, PULL_LINGER};
+use crate::client::{ClientError, Incoming};
 use crate::cluster::Location;
 use crate::hub::{ingest, Publisher};
 use crate::media::FrameKind;
@@ -117,19 +117,7 @@ async fn pull_from(
     connected_before: &mut bool,
     attempt: &mut u32,
 ) -> Result<End, ClientError> {
-    let url = upstream_url(&loc.rtmp_addr, path).ok_or_else(|| ClientError::Refused {
-        call: "play",
-        code: "bad upstream address".into(),
-        description: loc.rtmp_addr.clone(),
-        info: crate::rtmp::amf0::Amf0Value::Null,
-    })?;
-    let opts = ClientOptions {
-        flash_ver: format!("ringcast-relay/{}", env!("CARGO_PKG_VERSION")),
-        hops,
-        chunk_size: ctx.chunk_size,
-        ..ClientOptions::default()
-    };
-    let mut client = RtmpClient::connect(&url, opts).await?;
+    let mut client = ctx.connect(loc, path, hops).await?;
     client.play().await?;
     if *connected_before {
         // A new source: new timeline and headers for local players, who stay connected.

@@ -8,8 +8,8 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{backoff, upstream_url, wait, RelayContext, RelayState, StatusCell};
-use crate::client::{ClientError, ClientOptions, RtmpClient};
+use super::{backoff, wait, RelayContext, RelayState, StatusCell};
+use crate::client::{ClientError, RtmpClient};
 use crate::cluster::Location;
 use crate::hub::{Event, Player, Snapshot};
 use crate::media::{Frame, FrameKind};
@@ -73,15 +73,7 @@ async fn push_to(
     status: &StatusCell,
     stop: &CancellationToken,
 ) -> Result<End, ClientError> {
-    let url = upstream_url(&loc.rtmp_addr, path).ok_or(ClientError::Closed)?;
-    let opts = ClientOptions {
-        flash_ver: format!("ringcast-relay/{}", env!("CARGO_PKG_VERSION")),
-        hops,
-        // Frames are written as the hub chunked them: same chunk size.
-        chunk_size: ctx.chunk_size,
-        ..ClientOptions::default()
-    };
-    let mut client = RtmpClient::connect(&url, opts).await?;
+    let mut client = ctx.connect(loc, path, hops).await?;
     client.publish().await?;
     status.set(RelayState::Pushing, Some(loc), None);
     info!(origin = %loc.node_id, rtmp = %loc.rtmp_addr, "forwarding to origin");
