@@ -105,7 +105,7 @@ impl Hub {
     /// Whether `key` has a publisher (local or relay) right now.
     pub fn is_publishing(&self, key: &str) -> bool {
         let stream = lock(&self.inner.streams).get(key).cloned();
-        stream.is_some_and(|s| s.info().publishing)
+        stream.is_some_and(|s| s.has_publisher())
     }
 
     /// Players of `key` right now (0 when the stream does not exist).

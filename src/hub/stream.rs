@@ -162,6 +162,10 @@ impl Stream {
         self.players.store(state.players, Ordering::Relaxed);
     }
 
+    pub(super) fn has_publisher(&self) -> bool {
+        lock(&self.state).publisher.is_some()
+    }
+
     pub(super) fn player_count(&self) -> usize {
         self.players.load(Ordering::Relaxed)
     }
