@@ -198,6 +198,7 @@ pub fn cluster_settings(
         node_role(cfg.node.role),
         cfg.cluster.secret.clone(),
     );
+    settings.tier = cfg.edge.tier;
     settings.http_advertise = http_advertise_addr(http_bound, &rtmp_advertise);
     settings.rtmp_advertise = rtmp_advertise;
     settings.gossip_listen = cfg.cluster.gossip_listen;
@@ -417,6 +418,7 @@ mod tests {
             ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "127.0.0.1:0"),
             ("RINGCAST_CLUSTER__CLUSTER_ID", "blue"),
             ("RINGCAST_RTMP__ADVERTISE", "origin-3.example.com:1935"),
+            ("RINGCAST_EDGE__TIER", "2"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -427,6 +429,7 @@ mod tests {
         let s = cluster_settings(&cfg, addr("0.0.0.0:1935"), addr("0.0.0.0:8080"), gossip);
         assert_eq!(s.node_id, "origin-3");
         assert_eq!(s.role, NodeRole::Origin);
+        assert_eq!(s.tier, 2, "passed on; the cluster ignores it on origins");
         assert_eq!(s.rtmp_advertise, "origin-3.example.com:1935");
         assert_eq!(s.http_advertise, "origin-3.example.com:8080");
         assert_eq!(s.gossip_listen, addr("127.0.0.1:0"));

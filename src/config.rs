@@ -165,6 +165,8 @@ impl fmt::Debug for ClusterConfig {
 pub struct EdgeConfig {
     pub play: EdgeMode,
     pub publish: EdgeMode,
+    /// 1 pulls from origins; N (2..=3) pulls from the edges of tier N - 1.
+    pub tier: u8,
 }
 
 /// `[log]`
@@ -369,6 +371,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("cluster.cluster_id", NON_EMPTY_STR),
     ("edge.play", Kind::Choice(&["proxy", "redirect"])),
     ("edge.publish", Kind::Choice(&["proxy", "redirect"])),
+    // At most 3 tiers: a relay chain is cut after `relay::MAX_HOPS` (3) pulls.
+    ("edge.tier", int(1, 3)),
     ("log.level", NON_EMPTY_STR),
     ("log.format", Kind::Choice(&["text", "json"])),
 ];
@@ -1055,6 +1059,7 @@ mod tests {
 
         assert_eq!(c.edge.play, EdgeMode::Proxy);
         assert_eq!(c.edge.publish, EdgeMode::Proxy);
+        assert_eq!(c.edge.tier, 1);
 
         assert_eq!(c.log.level, "info");
         assert_eq!(c.log.format, LogFormat::Text);
@@ -1099,6 +1104,7 @@ mod tests {
             secret = "s3cret"
             [edge]
             play = "redirect"
+            tier = 2
             [log]
             format = "json"
             "#,
@@ -1117,6 +1123,7 @@ mod tests {
         );
         assert_eq!(c.edge.play, EdgeMode::Redirect);
         assert_eq!(c.edge.publish, EdgeMode::Proxy);
+        assert_eq!(c.edge.tier, 2);
         assert_eq!(c.log.format, LogFormat::Json);
         // Untouched keys keep their defaults.
         assert_eq!(c.rtmp.max_connections, 10_000);
@@ -1373,6 +1380,8 @@ mod tests {
         assert!(msg.contains("edge.publish: unknown value"), "{msg}");
         let msg = env_err(&[("RINGCAST_LOG__FORMAT", "xml")]);
         assert!(msg.contains("log.format: unknown value"), "{msg}");
+        let msg = env_err(&[("RINGCAST_EDGE__TIER", "4")]);
+        assert!(msg.contains("edge.tier"), "{msg}");
     }
 
     #[test]

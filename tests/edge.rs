@@ -1,7 +1,7 @@
 //! End-to-end edges: three origins and two edges as real processes on 127.0.0.1; ffmpeg,
 //! rtmpdump and the project's client publish and play through the edges; an origin is
-//! SIGKILLed under a live stream; redirect mode. Measured gaps are printed
-//! (`cargo test --test edge -- --nocapture`).
+//! SIGKILLed under a live stream; redirect mode; a tier-2 edge pulls through tier-1 edges and
+//! one of them is SIGKILLed. Measured gaps are printed (`cargo test --test edge -- --nocapture`).
 
 mod common;
 
@@ -32,6 +32,57 @@ async fn stream_entry(node: &Node, key: &str) -> Option<Value> {
         .iter()
         .find(|s| s["key"] == key)
         .cloned()
+}
+
+/// Each player reads on its own task for `window` and records when each video frame
+/// arrives; a player that loses its connection (or gets nothing for 15 s) is an error.
+type Arrivals = tokio::task::JoinHandle<Result<Vec<Instant>, String>>;
+
+fn record_video_arrivals(players: Vec<RtmpClient>, window: Duration) -> Vec<Arrivals> {
+    players
+        .into_iter()
+        .map(|mut p| {
+            tokio::spawn(async move {
+                let mut arrivals = Vec::new();
+                let deadline = Instant::now() + window;
+                while Instant::now() < deadline {
+                    match tokio::time::timeout(15 * SEC, p.next()).await {
+                        Ok(Ok(Incoming::Media(m))) if m.type_id == 9 => {
+                            arrivals.push(Instant::now())
+                        }
+                        Ok(Ok(_)) => {}
+                        other => return Err(format!("player lost its connection: {other:?}")),
+                    }
+                }
+                Ok(arrivals)
+            })
+        })
+        .collect()
+}
+
+/// The longest pause between two video frames of each player; asserts that every player stayed
+/// connected and got at least `min_after` frames after `event`.
+async fn largest_gaps_after(
+    readers: Vec<Arrivals>,
+    event: Instant,
+    min_after: usize,
+) -> Vec<Duration> {
+    let mut gaps = Vec::new();
+    for reader in readers {
+        let arrivals = reader.await.expect("join").expect("player stays connected");
+        let after = arrivals.iter().filter(|t| **t > event).count();
+        assert!(
+            after >= min_after,
+            "player got only {after} frames after the event"
+        );
+        let gap = arrivals
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .max()
+            .unwrap_or_default();
+        gaps.push(gap);
+    }
+    gaps
 }
 
 /// This node's relay of `key` in `direction` ("pull"/"push"), if running.
@@ -192,44 +243,11 @@ async fn sigkill_of_the_origin_keeps_publisher_and_players_connected() {
         players.push(p);
     }
 
-    // Every player reads on its own task and records when each video frame arrives.
-    let readers: Vec<_> = players
-        .into_iter()
-        .map(|mut p| {
-            tokio::spawn(async move {
-                let mut arrivals = Vec::new();
-                let deadline = Instant::now() + 20 * SEC;
-                while Instant::now() < deadline {
-                    match tokio::time::timeout(15 * SEC, p.next()).await {
-                        Ok(Ok(Incoming::Media(m))) if m.type_id == 9 => {
-                            arrivals.push(Instant::now())
-                        }
-                        Ok(Ok(_)) => {}
-                        other => return Err(format!("player lost its connection: {other:?}")),
-                    }
-                }
-                Ok(arrivals)
-            })
-        })
-        .collect();
+    let readers = record_video_arrivals(players, 20 * SEC);
     tokio::time::sleep(SEC).await;
     fleet.node(&origin).signal("KILL");
     let killed_at = Instant::now();
-    let mut gaps = Vec::new();
-    for reader in readers {
-        let arrivals = reader.await.expect("join").expect("player stays connected");
-        let after = arrivals.iter().filter(|t| **t > killed_at).count();
-        let gap = arrivals
-            .windows(2)
-            .map(|w| w[1].duration_since(w[0]))
-            .max()
-            .unwrap_or_default();
-        assert!(
-            after >= 100,
-            "player got only {after} frames after the kill"
-        );
-        gaps.push(gap);
-    }
+    let gaps = largest_gaps_after(readers, killed_at, 100).await;
     let since = wait_for_value("edge-0 pushes to a new origin", 15 * SEC, || async {
         match relay_entry(edge_a, key, "push").await {
             Some(r) if r["state"] == "pushing" && r["upstream_node"] != origin.as_str() => {
@@ -405,4 +423,118 @@ async fn a_redirect_back_to_the_same_node_is_cut() {
         other => panic!("expected a refusal, got {:?}", other.map(|(_, c)| c)),
     }
     edge.wait_log("refusing to redirect", 5 * SEC).await;
+}
+
+/// `/api/v1/cluster/locate` on `node`: where it would pull `key` from, as (node id, source).
+async fn pull_upstream_of(node: &Node, key: &str) -> Result<(String, String), String> {
+    let (status, body) = node
+        .get_json(&format!("/api/v1/cluster/locate?stream={key}"))
+        .await;
+    let up = &body["upstream"];
+    match (status, up["node_id"].as_str(), up["source"].as_str()) {
+        (200, Some(id), Some(source)) => Ok((id.to_string(), source.to_string())),
+        _ => Err(format!("locate: {status} {body}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_two_edge_pulls_through_a_tier_one_edge_and_survives_its_death() {
+    let secret = test_secret("edge-tiers");
+    let mut fleet = Fleet::start(&secret, 2, 2).await;
+    let seeds: Vec<String> = ["origin-0", "origin-1"]
+        .iter()
+        .filter_map(|id| fleet.node(id).gossip.clone())
+        .collect();
+    let tier2 = start_node_with(
+        "edge-t2",
+        "edge",
+        &secret,
+        &seeds,
+        &[("RINGCAST_EDGE__TIER", "2")],
+    )
+    .await;
+    fleet.nodes.push(("edge-t2".into(), tier2));
+    wait_for("five nodes agree", 20 * SEC, || all_agree(&fleet)).await;
+    let tiers = nodes_seen_by(fleet.node("origin-0")).await.expect("nodes");
+    assert_eq!(tiers["edge-t2"]["tier"], 2);
+    assert_eq!(tiers["edge-0"]["tier"], 1);
+    assert_eq!(tiers["origin-0"]["tier"], 0);
+
+    let key = "live/tiers";
+    let _publisher = ffmpeg_publish(&fleet.node("origin-0").url(key), 60, 25);
+    wait_for("origin-0 holds it", 15 * SEC, || async {
+        match locate_everywhere(&fleet, key).await? {
+            (n, s, _) if n == "origin-0" && s == "gossip" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let tier2 = fleet.node("edge-t2");
+    let (via, source) = pull_upstream_of(tier2, key).await.expect("tier-2 upstream");
+    assert_eq!(source, "edge", "a tier-2 edge pulls through tier 1");
+    assert!(via == "edge-0" || via == "edge-1", "{via}");
+    let other = if via == "edge-0" { "edge-1" } else { "edge-0" };
+    assert_eq!(
+        pull_upstream_of(fleet.node(&via), key).await,
+        Ok(("origin-0".to_string(), "gossip".to_string())),
+        "tier 1 pulls from the origin"
+    );
+
+    // Real ffmpeg decodes through two relays; five more players share the tier-2 pull.
+    let (frames, err) = ffmpeg_decode_frames(&tier2.url(key), 50, 30 * SEC).await;
+    assert_eq!(frames, 50, "ffmpeg through edge-t2: {err}");
+    let mut players = Vec::new();
+    for _ in 0..5 {
+        players.push(player(&tier2.url(key)).await);
+    }
+    let (players, counts) = count_video_all(players, 2 * SEC).await;
+    assert!(counts.iter().all(|&n| n > 20), "tier-2 players: {counts:?}");
+
+    // One upstream per level: origin ← tier-1 edge ← tier-2 edge ← players.
+    let pull2 = relay_entry(tier2, key, "pull").await.expect("tier-2 pull");
+    assert_eq!(pull2["upstream_node"], via.as_str());
+    assert_eq!(pull2["state"], "pulling");
+    let pull1 = relay_entry(fleet.node(&via), key, "pull")
+        .await
+        .expect("tier-1 pull");
+    assert_eq!(pull1["upstream_node"], "origin-0");
+    let players_on = |id: &str| {
+        let node = fleet.node(id);
+        async move {
+            stream_entry(node, key)
+                .await
+                .map_or(0, |s| s["players"].as_u64().unwrap_or(0))
+        }
+    };
+    assert_eq!(players_on("origin-0").await, 1, "origin serves only tier 1");
+    assert_eq!(
+        players_on(&via).await,
+        1,
+        "tier 1 serves only the tier-2 pull"
+    );
+    assert_eq!(players_on("edge-t2").await, 5);
+    assert!(
+        relay_entry(fleet.node(other), key, "pull").await.is_none(),
+        "the other tier-1 edge is not involved"
+    );
+
+    // SIGKILL the tier-1 edge: tier-2 players stay connected and resume through the other.
+    let readers = record_video_arrivals(players, 14 * SEC);
+    tokio::time::sleep(SEC).await;
+    fleet.node(&via).signal("KILL");
+    let killed_at = Instant::now();
+    let gaps = largest_gaps_after(readers, killed_at, 100).await;
+    let pull2 = relay_entry(tier2, key, "pull").await.expect("tier-2 pull");
+    assert_eq!(
+        pull2["upstream_node"], other,
+        "moved to the surviving tier-1 edge"
+    );
+    assert_eq!(pull2["state"], "pulling");
+    assert_eq!(
+        players_on("origin-0").await,
+        1,
+        "still one upstream at the origin"
+    );
+    eprintln!("tier-1 edge {via} killed: tier-2 player gaps {gaps:?}");
+    assert!(gaps.iter().all(|g| *g < 10 * SEC), "gaps {gaps:?}");
 }

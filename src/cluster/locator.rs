@@ -29,6 +29,9 @@ pub enum Source {
     Gossip,
     /// Nobody advertises it; the ring owner will hold it.
     Ring,
+    /// An edge of the tier below, which relays the stream (see `tiers`): only in answers to
+    /// `Cluster::locate_upstream` on edges of tier 2 and up.
+    Edge,
 }
 
 /// Answer of [`Locator::locate`].
@@ -171,6 +174,7 @@ mod tests {
             draining: false,
             leaving: false,
             load: Load::default(),
+            tier: 0,
             streams: streams
                 .iter()
                 .map(|(s, t)| (s.to_string(), *t))

@@ -34,6 +34,7 @@ mod ring;
 mod seeds;
 mod simnet;
 mod state;
+mod tiers;
 mod transport;
 mod view;
 
@@ -141,6 +142,9 @@ pub struct ClusterSettings {
     /// Unique in the cluster, stable across restarts (the ring hashes it).
     pub node_id: String,
     pub role: NodeRole,
+    /// Edge tier: 1 pulls from origins, N from edges of tier N - 1 (see `tiers`). Ignored
+    /// on origins. Default 1.
+    pub tier: u8,
     /// RTMP `host:port` other nodes and redirected clients use.
     pub rtmp_advertise: String,
     /// HTTP `host:port`, shown to operators.
@@ -169,6 +173,7 @@ impl std::fmt::Debug for ClusterSettings {
         f.debug_struct("ClusterSettings")
             .field("node_id", &self.node_id)
             .field("role", &self.role)
+            .field("tier", &self.tier)
             .field("rtmp_advertise", &self.rtmp_advertise)
             .field("http_advertise", &self.http_advertise)
             .field("gossip_listen", &self.gossip_listen)
@@ -190,6 +195,7 @@ impl ClusterSettings {
         ClusterSettings {
             node_id: node_id.into(),
             role,
+            tier: 1,
             rtmp_advertise: String::new(),
             http_advertise: String::new(),
             gossip_listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
@@ -296,6 +302,8 @@ pub struct Cluster {
 struct Inner {
     node_id: String,
     role: NodeRole,
+    /// 0 on origins.
+    tier: u8,
     gossip_addr: SocketAddr,
     gossip_interval: Duration,
     chitchat: Arc<ChitchatHandle>,
@@ -392,8 +400,13 @@ impl Cluster {
             // nodes (bench). Safe because every node runs chitchat 0.13, which decodes both.
             protocol_version: ProtocolVersion::V1,
         };
+        let tier = match settings.role {
+            NodeRole::Origin => 0,
+            NodeRole::Edge => settings.tier,
+        };
         let local = LocalAdvert {
             role: settings.role,
+            tier,
             rtmp: settings.rtmp_advertise.clone(),
             http: settings.http_advertise.clone(),
             ready: false,
@@ -440,6 +453,7 @@ impl Cluster {
             inner: Arc::new(Inner {
                 node_id: settings.node_id,
                 role: settings.role,
+                tier,
                 gossip_addr: advertise,
                 gossip_interval: settings.gossip_interval,
                 chitchat: handle,
@@ -480,6 +494,17 @@ impl Cluster {
     /// Where `stream` (`APP/STREAM`) is: a live origin that advertises it, else the ring owner.
     pub fn locate(&self, stream: &str) -> Option<Location> {
         self.view().locate(stream)
+    }
+
+    /// Where this node pulls `stream` from: for an edge of tier 2 or more, the edge of the
+    /// tier below that the ring picks (if any is live); otherwise [`Cluster::locate`].
+    pub fn locate_upstream(&self, stream: &str) -> Option<Location> {
+        self.view().locate_upstream(stream, self.inner.tier)
+    }
+
+    /// Edge tier (see [`ClusterSettings::tier`]); 0 on origins.
+    pub fn tier(&self) -> u8 {
+        self.inner.tier
     }
 
     /// Every stream live origins advertise, with the origin that wins it, sorted by stream.

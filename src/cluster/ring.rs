@@ -1,8 +1,10 @@
-//! The consistent-hash ring of origins that may own streams.
+//! The consistent-hash ring of origins that may own streams (and, built separately, of each
+//! tier of edges that higher tiers pull through: `tiers`).
 //!
 //! Owns: the hash function, virtual-node placement and the owner lookup. Must never: depend on
 //! the order members were added, hash through `std::hash::Hash` (its byte stream is not a stable
-//! format), or contain an edge (the caller passes only live, ready, non-draining origins).
+//! format), or mix origins and edges (callers pass only live, ready, non-draining origins, or
+//! only the edges of one tier).
 //!
 //! Hash: SipHash-2-4 with fixed keys over explicit bytes (`siphasher` crate). SipHash is a
 //! published, stable function with strong mixing on short, similar inputs ("origin-1#7" vs

@@ -17,6 +17,7 @@
 //! | `drain`  | `1`/`0`                                 |
 //! | `leave`  | `1` once the node is leaving for good   |
 //! | `load`   | `players publishers egress_bps`         |
+//! | `tier`   | edge tier `1`..; `0` on origins (absent: 1 on edges, 0 on origins) |
 //! | `s/XX`   | claims of bucket XX (hex, 256 buckets)  |
 //!
 //! A bucket value holds one line per stream, sorted by name: `<claim stamp, hex> <APP/STREAM>\n`.
@@ -70,6 +71,7 @@ const KEY_READY: &str = "ready";
 const KEY_DRAIN: &str = "drain";
 const KEY_LEAVE: &str = "leave";
 const KEY_LOAD: &str = "load";
+const KEY_TIER: &str = "tier";
 const BUCKET_PREFIX: &str = "s/";
 
 const BUCKET_KEY_0: u64 = u64::from_le_bytes(*b"ringcast");
@@ -101,6 +103,8 @@ pub(crate) struct LocalAdvert {
     pub(crate) draining: bool,
     pub(crate) leaving: bool,
     pub(crate) load: Load,
+    /// Edge tier (1 pulls from origins, N from edges of tier N - 1); 0 on origins.
+    pub(crate) tier: u8,
     /// Stream → claim stamp (see `locator`).
     pub(crate) streams: BTreeMap<String, u64>,
 }
@@ -145,6 +149,7 @@ impl LocalAdvert {
                     self.load.players, self.load.publishers, self.load.egress_bps
                 ),
             ),
+            (KEY_TIER.into(), self.tier.to_string()),
         ]
     }
 
@@ -197,6 +202,8 @@ pub(crate) struct Advert {
     pub(crate) draining: bool,
     pub(crate) leaving: bool,
     pub(crate) load: Load,
+    /// See [`LocalAdvert::tier`].
+    pub(crate) tier: u8,
     /// Index = bucket; `None` if the node never set it.
     buckets: Vec<Option<Bucket>>,
 }
@@ -217,6 +224,18 @@ fn parse_load(value: &str) -> Option<Load> {
         egress_bps: fields.next()?.ok()?,
     };
     fields.next().is_none().then_some(load)
+}
+
+/// An edge's tier; 1 if absent or malformed (what a node without tiers does), 0 on origins.
+fn parse_tier(state: &NodeState, role: NodeRole) -> u8 {
+    match role {
+        NodeRole::Origin => 0,
+        NodeRole::Edge => state
+            .get(KEY_TIER)
+            .and_then(|v| v.parse::<u8>().ok())
+            .filter(|tier| *tier >= 1)
+            .unwrap_or(1),
+    }
 }
 
 impl Advert {
@@ -256,6 +275,7 @@ impl Advert {
             draining: parse_flag(state, KEY_DRAIN)?,
             leaving: parse_flag(state, KEY_LEAVE).unwrap_or(false),
             load: state.get(KEY_LOAD).and_then(parse_load).unwrap_or_default(),
+            tier: parse_tier(state, role),
             buckets,
         })
     }
@@ -310,6 +330,7 @@ mod tests {
                 publishers: 1,
                 egress_bps: 9_000_000,
             },
+            tier: 0,
             streams: streams.iter().map(|(s, t)| (s.to_string(), *t)).collect(),
         }
     }
@@ -410,6 +431,30 @@ mod tests {
             kvs.push((key.into(), value.into()));
             assert_eq!(Advert::parse(&node_state_with(&kvs), None), None, "{key}");
         }
+    }
+
+    #[test]
+    fn edge_tiers_round_trip_and_default_to_one() {
+        let mut edge = advert(&[]);
+        edge.role = NodeRole::Edge;
+        edge.tier = 2;
+        let kvs = edge.initial_key_values();
+        let tier =
+            |kvs: &[(String, String)]| Advert::parse(&node_state_with(kvs), None).map(|a| a.tier);
+        assert_eq!(tier(&kvs), Some(2));
+        // A peer that does not send the key (or sends garbage) is a tier-1 edge.
+        for bad in [None, Some("x"), Some("0"), Some("300")] {
+            let mut kvs = kvs.clone();
+            kvs.retain(|(k, _)| k != KEY_TIER);
+            if let Some(bad) = bad {
+                kvs.push((KEY_TIER.into(), bad.into()));
+            }
+            assert_eq!(tier(&kvs), Some(1), "{bad:?}");
+        }
+        // Origins have no tier, whatever they send.
+        let mut origin = advert(&[]);
+        origin.tier = 2;
+        assert_eq!(tier(&origin.initial_key_values()), Some(0));
     }
 
     #[test]

@@ -22,6 +22,8 @@ type Check = Box<dyn Fn(&Sim) -> Result<(), String>>;
 enum Op {
     /// Starts a node (origins are made ready) with the cluster secret.
     Add(&'static str, NodeRole),
+    /// Starts a ready edge of this tier (as `app` does: every node is ready once it listens).
+    AddEdge(&'static str, u8),
     /// Starts a node with another secret, seeded with the cluster's seeds.
     AddStranger(&'static str),
     Streams(&'static str, Vec<String>),
@@ -50,6 +52,8 @@ struct Node {
     cluster: Option<Cluster>,
     addr: SocketAddr,
     role: NodeRole,
+    /// Edge tier, or `None` for origins and the default not-ready tier-1 edges of `Add`.
+    tier: Option<u8>,
     secret: &'static str,
     draining: bool,
     left: bool,
@@ -86,11 +90,12 @@ impl Sim {
     }
 
     async fn start(&mut self, id: &'static str) -> Result<(), String> {
-        let (addr, role, secret) = match self.nodes.get(id) {
-            Some(node) => (node.addr, node.role, node.secret),
+        let (addr, role, tier, secret) = match self.nodes.get(id) {
+            Some(node) => (node.addr, node.role, node.tier, node.secret),
             None => return Err(format!("unknown node {id}")),
         };
         let mut settings = ClusterSettings::new(id, role, secret);
+        settings.tier = tier.unwrap_or(1);
         settings.rtmp_advertise = format!("{}:1935", addr.ip());
         settings.http_advertise = format!("{}:8080", addr.ip());
         settings.gossip_listen = addr;
@@ -100,7 +105,7 @@ impl Sim {
         let cluster = Cluster::start(settings)
             .await
             .map_err(|err| format!("{id}: {err}"))?;
-        if role == NodeRole::Origin {
+        if role == NodeRole::Origin || tier.is_some() {
             cluster.set_ready(true);
         }
         if let Some(node) = self.nodes.get_mut(id) {
@@ -112,6 +117,16 @@ impl Sim {
     }
 
     fn add(&mut self, id: &'static str, role: NodeRole, secret: &'static str) {
+        self.add_with_tier(id, role, None, secret);
+    }
+
+    fn add_with_tier(
+        &mut self,
+        id: &'static str,
+        role: NodeRole,
+        tier: Option<u8>,
+        secret: &'static str,
+    ) {
         let addr = addr_of(self.nodes.len());
         self.nodes.insert(
             id,
@@ -119,6 +134,7 @@ impl Sim {
                 cluster: None,
                 addr,
                 role,
+                tier,
                 secret,
                 draining: false,
                 left: false,
@@ -221,6 +237,10 @@ impl Sim {
             match op {
                 Op::Add(id, role) => {
                     self.add(id, role, SECRET);
+                    self.start(id).await?;
+                }
+                Op::AddEdge(id, tier) => {
+                    self.add_with_tier(id, NodeRole::Edge, Some(tier), SECRET);
                     self.start(id).await?;
                 }
                 Op::AddStranger(id) => {
@@ -355,6 +375,119 @@ async fn five_nodes_join_and_agree_on_membership_and_ring() -> Result<(), String
         }
         Ok(())
     })));
+    sim.run(ops).await
+}
+
+/// Where every member's view says an edge of `tier` pulls each stream from: fails unless all
+/// members agree, and returns (node, source) per stream.
+fn upstreams_of_tier(
+    sim: &Sim,
+    tier: u8,
+    streams: &[String],
+) -> Result<Vec<(String, Source)>, String> {
+    let mut agreed: Option<Vec<(String, Source)>> = None;
+    for member in sim.members() {
+        let view = sim.cluster(member)?.view();
+        let answers = streams
+            .iter()
+            .map(|s| {
+                let up = view
+                    .locate_upstream(s, tier)
+                    .ok_or(format!("{member}: no upstream for {s}"))?;
+                Ok((up.node_id, up.source))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        match &agreed {
+            None => agreed = Some(answers),
+            Some(first) if *first != answers => {
+                return Err(format!("{member} picks other tier-{tier} upstreams"))
+            }
+            Some(_) => {}
+        }
+    }
+    agreed.ok_or_else(|| "no members".to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn edge_tiers_pull_through_the_tier_below_and_fall_back_to_origins() -> Result<(), String> {
+    let mut sim = Sim::new();
+    let probe = streams("tier", 60);
+    let mut ops = vec![
+        Op::Add("origin-0", NodeRole::Origin),
+        Op::Add("origin-1", NodeRole::Origin),
+        Op::AddEdge("edge-1a", 1),
+        Op::AddEdge("edge-1b", 1),
+        Op::AddEdge("edge-2a", 2),
+        Op::AddEdge("edge-3a", 3),
+        Op::Converge(Duration::from_secs(5)),
+    ];
+    let p = probe.clone();
+    ops.push(Op::Within(
+        "tier views agree",
+        Duration::from_secs(5),
+        Box::new(move |sim: &Sim| {
+            // Tier 1 (and origins asking) go to the origin the locator names.
+            let origins = upstreams_of_tier(sim, 1, &p)?;
+            let view = sim.cluster("edge-2a")?.view();
+            for (stream, (node, _)) in p.iter().zip(&origins) {
+                if view.locate(stream).map(|l| l.node_id).as_ref() != Some(node) {
+                    return Err(format!("tier 1 does not pull {stream} from its origin"));
+                }
+            }
+            // Tier 2 pulls through tier-1 edges, both of which get a share.
+            let two = upstreams_of_tier(sim, 2, &p)?;
+            let on_a = two.iter().filter(|(n, _)| n == "edge-1a").count();
+            let on_b = two.iter().filter(|(n, _)| n == "edge-1b").count();
+            if on_a + on_b != p.len() || on_a < 10 || on_b < 10 {
+                return Err(format!(
+                    "tier 2 upstreams: {on_a} on edge-1a, {on_b} on edge-1b"
+                ));
+            }
+            if two.iter().any(|(_, source)| *source != Source::Edge) {
+                return Err("tier-2 upstream not marked as an edge".into());
+            }
+            // Tier 3 pulls through the only tier-2 edge.
+            let three = upstreams_of_tier(sim, 3, &p)?;
+            if three
+                .iter()
+                .any(|(n, s)| n != "edge-2a" || *s != Source::Edge)
+            {
+                return Err(format!("tier 3 upstreams: {three:?}"));
+            }
+            let tiers: Vec<u8> = view.nodes().iter().map(|n| n.tier).collect();
+            if tiers != [1, 1, 2, 3, 0, 0] {
+                return Err(format!("tiers listed: {tiers:?}"));
+            }
+            Ok(())
+        }),
+    ));
+    ops.push(Op::Kill("edge-1a"));
+    let p = probe.clone();
+    ops.push(Op::Within(
+        "killed tier-1 edge replaced",
+        Duration::from_secs(6),
+        Box::new(move |sim: &Sim| {
+            let two = upstreams_of_tier(sim, 2, &p)?;
+            match two.iter().find(|(n, _)| n != "edge-1b") {
+                Some(other) => Err(format!("tier 2 still pulls from {other:?}")),
+                None => Ok(()),
+            }
+        }),
+    ));
+    ops.push(Op::Kill("edge-1b"));
+    let p = probe;
+    ops.push(Op::Within(
+        "empty tier falls back to origins",
+        Duration::from_secs(6),
+        Box::new(move |sim: &Sim| {
+            let two = upstreams_of_tier(sim, 2, &p)?;
+            let origins = upstreams_of_tier(sim, 1, &p)?;
+            if two != origins {
+                return Err("tier 2 does not pull from origins with tier 1 gone".into());
+            }
+            Ok(())
+        }),
+    ));
     sim.run(ops).await
 }
 

@@ -13,7 +13,9 @@
 //!   and the older one is invisible;
 //! - nodes whose identity keys have not arrived yet are not listed;
 //! - ring members: live, ready, not draining, not leaving origins;
-//! - claimants: live, not leaving origins (a draining origin still serves its publishers).
+//! - claimants: live, not leaving origins (a draining origin still serves its publishers);
+//! - tier rings (see `tiers`): live, ready, not draining, not leaving edges with an RTMP
+//!   address, one ring per tier.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use serde::Serialize;
 use super::locator::{Claimant, Location, Locator};
 use super::ring::Ring;
 use super::state::Advert;
+use super::tiers::{EdgeTiers, TierMembers};
 use super::{Load, NodeRole};
 
 /// One node as this node sees it.
@@ -45,8 +48,12 @@ pub struct NodeView {
     pub draining: bool,
     /// The node announced a clean shutdown.
     pub leaving: bool,
-    /// Member of the ring (live, ready, not draining, not leaving origin).
+    /// Member of the origin ring (live, ready, not draining, not leaving origin). Edges are
+    /// never in it; an edge that is live, ready, not draining, not leaving and advertises RTMP
+    /// is in its tier's ring (see `tiers`).
     pub in_ring: bool,
+    /// Edge tier: 1 pulls from origins, N from edges of tier N - 1. 0 on origins.
+    pub tier: u8,
     pub load: Load,
     /// Streams the node advertises.
     pub streams: usize,
@@ -58,6 +65,7 @@ pub struct ClusterView {
     version: u64,
     nodes: Vec<NodeView>,
     locator: Locator,
+    tiers: EdgeTiers,
     state_bytes: usize,
     duplicate_ids: Vec<String>,
 }
@@ -83,6 +91,16 @@ impl ClusterView {
     /// See [`Locator::locate`].
     pub fn locate(&self, stream: &str) -> Option<Location> {
         self.locator.locate(stream)
+    }
+
+    /// Where an edge of `tier` pulls `stream` from: the owner in the ring of tier - 1 edges
+    /// when `tier` >= 2 and that tier has live members, else the stream's origin
+    /// ([`ClusterView::locate`]). See `tiers`.
+    pub fn locate_upstream(&self, stream: &str, tier: u8) -> Option<Location> {
+        tier.checked_sub(1)
+            .filter(|below| *below >= 1)
+            .and_then(|below| self.tiers.owner(below, stream))
+            .or_else(|| self.locate(stream))
     }
 
     pub fn locator(&self) -> &Locator {
@@ -121,6 +139,7 @@ pub(crate) struct ViewBuilder {
     /// (id, max version, live) of every known node at the last rebuild.
     fingerprint: Vec<(ChitchatId, u64, bool)>,
     ring: Arc<Ring>,
+    tiers: EdgeTiers,
     version: u64,
     built_once: bool,
 }
@@ -187,11 +206,18 @@ impl ViewBuilder {
         let mut nodes = Vec::with_capacity(best.len());
         let mut claimants = Vec::new();
         let mut ring_rtmp = HashMap::new();
+        let mut tier_members: BTreeMap<u8, TierMembers> = BTreeMap::new();
         for (node_id, (live, generation, id, advert)) in best {
             let origin = advert.role == NodeRole::Origin;
-            let in_ring = live && origin && advert.ready && !advert.draining && !advert.leaving;
+            let serving = live && advert.ready && !advert.draining && !advert.leaving;
+            let in_ring = serving && origin;
             if in_ring {
                 ring_rtmp.insert(node_id.to_string(), advert.rtmp.clone());
+            } else if serving && !advert.rtmp.is_empty() {
+                tier_members
+                    .entry(advert.tier)
+                    .or_default()
+                    .insert(node_id.to_string(), advert.rtmp.clone());
             }
             if live && origin && !advert.leaving {
                 claimants.push(Claimant {
@@ -212,6 +238,7 @@ impl ViewBuilder {
                 draining: advert.draining,
                 leaving: advert.leaving,
                 in_ring,
+                tier: advert.tier,
                 load: advert.load,
                 streams: advert.stream_count(),
             });
@@ -226,12 +253,14 @@ impl ViewBuilder {
             .filter(|(_, count)| *count > 1)
             .map(|(id, _)| id.to_string())
             .collect();
+        self.tiers = EdgeTiers::rebuild(&self.tiers, tier_members);
         self.fingerprint = fingerprint;
         self.version += 1;
         Some(ClusterView {
             version: self.version,
             nodes,
             locator: Locator::new(claimants, self.ring.clone(), ring_rtmp),
+            tiers: self.tiers.clone(),
             state_bytes,
             duplicate_ids,
         })

@@ -15,8 +15,12 @@
 //! | `GET /api/v1/streams` | `{"node_id", "streams": [StreamInfo]}` |
 //! | `GET /api/v1/cluster/nodes` | `{"node_id", "nodes": [NodeView]}` |
 //! | `GET /api/v1/cluster/streams` | `{"node_id", "streams": [{"stream", "node_id", "rtmp"}]}` |
-//! | `GET /api/v1/cluster/locate?stream=APP/STREAM` | `{"stream", "node_id", "rtmp", "source"}` |
+//! | `GET /api/v1/cluster/locate?stream=APP/STREAM` | `{"stream", "node_id", "rtmp", "source", "upstream"}` |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
+//!
+//! `locate` names the stream's origin; `upstream` is `{"node_id", "rtmp", "source"}` of the node
+//! this node would pull the stream from (`source` "edge" on edges of tier 2 and up), or `null`
+//! when that is this node itself.
 //!
 //! Errors are `{"error": "..."}` with 400 (bad `stream`), 404 (no live origin, unknown path),
 //! 503 (cluster paths while the node is still joining).
@@ -286,12 +290,17 @@ async fn locate(
             ),
         );
     }
+    let upstream = cluster
+        .locate_upstream(&stream)
+        .filter(|up| up.node_id != cluster.node_id())
+        .map(|up| json!({"node_id": up.node_id, "rtmp": up.rtmp_addr, "source": up.source}));
     match cluster.locate(&stream) {
         Some(location) => Json(json!({
             "stream": stream,
             "node_id": location.node_id,
             "rtmp": location.rtmp_addr,
             "source": location.source,
+            "upstream": upstream,
         }))
         .into_response(),
         None => error(

@@ -67,7 +67,8 @@ pub struct RelayStatus {
     /// "pull" or "push".
     pub direction: &'static str,
     pub state: RelayState,
-    /// The origin's node id and RTMP address while connected (or last tried).
+    /// The upstream's node id and RTMP address while connected (or last tried): the origin,
+    /// or for a pull on an edge of tier 2 and up, an edge of the tier below.
     pub upstream_node: Option<String>,
     pub upstream_rtmp: Option<String>,
     pub since_seconds: f64,
@@ -144,11 +145,22 @@ pub(crate) struct RelayContext {
 }
 
 impl RelayContext {
-    /// The stream's origin unless it is this node, marking the relay `Connecting` to it, or
-    /// `Waiting` when no other origin is known.
-    pub(crate) fn upstream(&self, key: &str, status: &StatusCell) -> Option<Location> {
+    /// Where a pull of `key` goes: the stream's origin, or on an edge of tier 2 and up the
+    /// edge of the tier below that carries it (see `cluster::tiers`). Never this node.
+    pub(crate) fn pull_upstream(&self, key: &str, status: &StatusCell) -> Option<Location> {
+        self.mark_upstream(self.cluster.locate_upstream(key), status)
+    }
+
+    /// Where a push of `key` goes: always the stream's origin, whatever this edge's tier.
+    pub(crate) fn push_upstream(&self, key: &str, status: &StatusCell) -> Option<Location> {
+        self.mark_upstream(self.cluster.locate(key), status)
+    }
+
+    /// `located` unless it is this node, marking the relay `Connecting` to it, or `Waiting`
+    /// when there is nowhere else to go.
+    fn mark_upstream(&self, located: Option<Location>, status: &StatusCell) -> Option<Location> {
         let own = self.cluster.node_id();
-        match self.cluster.locate(key).filter(|l| l.node_id != own) {
+        match located.filter(|l| l.node_id != own) {
             Some(loc) => {
                 status.set(RelayState::Connecting, Some(&loc), None);
                 Some(loc)
@@ -162,7 +174,7 @@ impl RelayContext {
 }
 
 impl RelayContext {
-    /// Connects to `path` on the origin at `loc` as a relay `hops` deep: identified as such,
+    /// Connects to `path` on the node at `loc` as a relay `hops` deep: identified as such,
     /// and chunking at the hub's chunk size so hub frames can be written as they are.
     pub(crate) async fn connect(
         &self,

@@ -52,7 +52,7 @@ pub(crate) async fn run(
                 info!("no players left; closing upstream");
                 break;
             }
-            let Some(loc) = ctx.upstream(&key, &status) else {
+            let Some(loc) = ctx.pull_upstream(&key, &status) else {
                 if wait(&stop, backoff(attempt.min(3), &mut seed)).await {
                     break;
                 }
@@ -79,7 +79,7 @@ pub(crate) async fn run(
                     break;
                 }
                 Err(e) => {
-                    warn!(origin = %loc.node_id, error = %e, attempt, "upstream failed; retrying");
+                    warn!(upstream = %loc.node_id, error = %e, attempt, "upstream failed; retrying");
                     status.set(RelayState::Retrying, Some(&loc), Some(e.to_string()));
                     attempt += 1;
                     if wait(&stop, backoff(attempt, &mut seed)).await {
@@ -126,7 +126,7 @@ async fn pull_from(
     *connected_before = true;
     *attempt = 0;
     status.set(RelayState::Pulling, Some(loc), None);
-    info!(origin = %loc.node_id, rtmp = %loc.rtmp_addr, "pulling from origin");
+    info!(upstream = %loc.node_id, rtmp = %loc.rtmp_addr, source = ?loc.source, "pulling");
     // Whether media flows: an origin without the stream parks us, sending nothing.
     let mut upstream_live = false;
     let mut check = tokio::time::interval(CHECK_EVERY);
@@ -142,10 +142,11 @@ async fn pull_from(
                     return Ok(End::NoPlayers);
                 }
                 // A healthy upstream is never left; one without the stream is left as soon
-                // as the cluster says the stream lives elsewhere (publisher reconnected there).
+                // as the cluster says the stream lives elsewhere (publisher reconnected there,
+                // or the edge tier below changed).
                 if !upstream_live {
                     let own = ctx.cluster.node_id();
-                    if let Some(moved) = ctx.cluster.locate(key) {
+                    if let Some(moved) = ctx.cluster.locate_upstream(key) {
                         if moved.node_id != loc.node_id && moved.node_id != own {
                             return Err(ClientError::Refused {
                                 call: "play",

@@ -36,7 +36,7 @@ pub(crate) async fn run(
             if stop.is_cancelled() {
                 break;
             }
-            let Some(loc) = ctx.upstream(&key, &status) else {
+            let Some(loc) = ctx.push_upstream(&key, &status) else {
                 if wait(&stop, backoff(attempt.min(3), &mut seed)).await {
                     break;
                 }
