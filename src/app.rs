@@ -31,7 +31,7 @@ use crate::http::{Health, HttpState};
 use crate::hub::{Hub, HubConfig};
 use crate::relay::{Mode, Relays};
 use crate::rtmp::chunk::ReaderLimits;
-use crate::server::{RtmpServer, SessionLimits};
+use crate::server::{RateMeter, RtmpServer, SessionLimits, Traffic};
 
 /// How long sessions get to say goodbye after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -40,6 +40,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A stream published here reaches every peer's locator after at most this plus gossip
 /// propagation (a few 300 ms rounds): about 1-1.5 s in a small cluster.
 pub const ADVERTISE_INTERVAL: Duration = Duration::from_millis(500);
+/// Advertise intervals the egress rate is averaged over (5 s).
+const EGRESS_WINDOW: usize = 10;
 
 /// How long a `cluster.gossip_advertise` host name may take to resolve at start (its DNS
 /// record may appear a moment after the pod).
@@ -208,7 +210,7 @@ pub fn cluster_settings(
     settings
 }
 
-/// This node's load as the hub sees it. Egress bit rate is not measured yet (0).
+/// This node's players and publishers as the hub sees it (egress is measured apart).
 fn hub_load(hub: &Hub) -> (Load, BTreeSet<String>) {
     let mut load = Load::default();
     let mut publishing = BTreeSet::new();
@@ -226,18 +228,28 @@ fn hub_load(hub: &Hub) -> (Load, BTreeSet<String>) {
 /// Keeps the advert in step with the hub: every [`ADVERTISE_INTERVAL`], the load, and on an
 /// origin the set of streams being published here (`set_streams` only when it changed; an
 /// edge never advertises streams). Polling keeps the hub free of cluster hooks; the cost is
-/// one pass over the hub's streams per interval.
-async fn advertise(cluster: Cluster, hub: Hub, stop: CancellationToken) {
+/// one pass over the hub's streams per interval. The egress rate is the RTMP bytes written
+/// over the last [`EGRESS_WINDOW`] intervals, re-advertised once per window (each change is
+/// gossiped to every node, so it must not change every tick).
+async fn advertise(cluster: Cluster, hub: Hub, traffic: Arc<Traffic>, stop: CancellationToken) {
     let origin = cluster.role() == NodeRole::Origin;
     let mut advertised: Option<BTreeSet<String>> = None;
     let mut tick = tokio::time::interval(ADVERTISE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let started = tokio::time::Instant::now();
+    let mut egress = RateMeter::new(EGRESS_WINDOW);
+    let mut egress_bps = 0;
+    for ticks in 0u64.. {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let (load, publishing) = hub_load(&hub);
+        let rate = egress.sample(started.elapsed(), traffic.bytes_out());
+        if ticks % EGRESS_WINDOW as u64 == 0 {
+            egress_bps = rate;
+        }
+        let (mut load, publishing) = hub_load(&hub);
+        load.egress_bps = egress_bps;
         cluster.set_load(load);
         if origin && advertised.as_ref() != Some(&publishing) {
             cluster.set_streams(publishing.iter().cloned().collect());
@@ -288,6 +300,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         cluster: OnceLock::new(),
         relays: OnceLock::new(),
         health: health.clone(),
+        traffic: server.context().traffic.clone(),
     });
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(crate::http::serve(
@@ -339,6 +352,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         tokio::spawn(advertise(
             cluster.clone(),
             hub.clone(),
+            server.context().traffic.clone(),
             advertiser_stop.clone(),
         ))
     });

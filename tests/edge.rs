@@ -162,11 +162,36 @@ async fn ten_players_on_an_edge_share_one_upstream_and_origins_serve_each_others
     for _ in 0..10 {
         players.push(player(&edge.url(key)).await);
     }
-    let (players, counts) = count_video_all(players, 2 * SEC).await;
+    // While they play, the edge's measured egress reaches the cluster: ten players of a
+    // 0.8 Mb/s stream (25 fps x 4,000 bytes) make about 8 Mb/s, averaged over 5 s.
+    let egress = async {
+        wait_for_value("edge-1 advertises its egress", 14 * SEC, || async {
+            let seen = nodes_seen_by(fleet.node("origin-0")).await?;
+            let bps = seen["edge-1"]["load"]["egress_bps"].as_u64().unwrap_or(0);
+            if (6_000_000..12_000_000).contains(&bps) {
+                Ok(bps)
+            } else {
+                Err(format!("egress_bps {bps}"))
+            }
+        })
+        .await
+    };
+    let ((players, counts), egress_bps) = tokio::join!(count_video_all(players, 15 * SEC), egress);
     assert!(
-        counts.iter().all(|&n| n > 20),
+        counts.iter().all(|&n| n > 20 * 15 / 2),
         "every edge player gets video: {counts:?}"
     );
+    let (_, metrics) = http_get(&edge.http, "/metrics").await;
+    let bytes_out: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ringcast_rtmp_bytes_out_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        bytes_out > 10 * 15 * 100_000 * 9 / 10,
+        "edge-1 wrote {bytes_out} bytes to ten players in 15 s"
+    );
+    eprintln!("edge-1 advertised egress {egress_bps} b/s for ten players");
     let at_origin = stream_entry(fleet.node("origin-0"), key)
         .await
         .expect("stream");

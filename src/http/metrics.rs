@@ -74,6 +74,18 @@ pub(super) fn render(state: &HttpState) -> String {
         "Players attached to this node's streams.",
         players,
     );
+    out.metric(
+        "ringcast_rtmp_bytes_in_total",
+        "counter",
+        "Bytes read from RTMP connections after the handshake.",
+        state.traffic.bytes_in(),
+    );
+    out.metric(
+        "ringcast_rtmp_bytes_out_total",
+        "counter",
+        "Bytes written to RTMP connections (media, control and commands).",
+        state.traffic.bytes_out(),
+    );
 
     let cluster = state.cluster.get();
     out.metric(
@@ -184,7 +196,9 @@ mod tests {
             cluster: Default::default(),
             relays: Default::default(),
             health: Arc::new(Health::default()),
+            traffic: Arc::default(),
         };
+        state.traffic.wrote(4096);
         let text = render(&state);
         assert!(text.contains(r#"ringcast_info{node_id="node \"1\"\\",role="origin""#));
         for line in [
@@ -194,6 +208,8 @@ mod tests {
             "ringcast_ready 0",
             "ringcast_cluster_enabled 0",
             "ringcast_gossip_bad_datagrams_total 0",
+            "ringcast_rtmp_bytes_in_total 0",
+            "ringcast_rtmp_bytes_out_total 4096",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

@@ -100,6 +100,8 @@ pub struct HttpState {
     /// Relays to and from other nodes (set with the cluster).
     pub relays: OnceLock<Arc<Relays>>,
     pub health: Arc<Health>,
+    /// RTMP bytes in and out, node-wide.
+    pub traffic: Arc<crate::server::Traffic>,
 }
 
 /// Why a cluster path has no cluster to read.

@@ -9,6 +9,7 @@ mod outbound;
 mod play;
 mod publish;
 mod session;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 pub use session::{stream_key, SessionError};
+pub use traffic::{RateMeter, Traffic};
 
 use crate::hub::Hub;
 use crate::relay::Relays;
@@ -63,6 +65,8 @@ pub struct ServerContext {
     pub shutdown: CancellationToken,
     /// Routing to other nodes; set once the node has joined its cluster (never standalone).
     pub relays: OnceLock<Arc<Relays>>,
+    /// Bytes every session read and wrote.
+    pub traffic: Arc<Traffic>,
 }
 
 pub struct RtmpServer {
@@ -89,6 +93,7 @@ impl RtmpServer {
                 limits,
                 shutdown,
                 relays: OnceLock::new(),
+                traffic: Arc::new(Traffic::default()),
             }),
             max_connections,
             tracker: TaskTracker::new(),

@@ -272,6 +272,7 @@ impl Session {
                 Wake::Read(Ok(0)) => return Ok(()),
                 Wake::Read(Ok(n)) => {
                     self.bytes_in += n as u64;
+                    self.ctx.traffic.read(n as u64);
                     self.last_read = n;
                     self.process_input()?;
                     self.maybe_ack();
@@ -373,6 +374,7 @@ impl Session {
             .write_to(&mut self.wr, self.ctx.limits.write_timeout)
             .await
             .map_err(SessionError::Write)?;
+        self.ctx.traffic.wrote(written);
         if let Some(p) = self.playing.as_mut() {
             p.bytes_out += written;
         }
