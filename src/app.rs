@@ -312,7 +312,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     let cluster = if cfg.cluster_enabled() {
         let gossip_advertise = resolve_gossip_advertise(&cfg).await?;
         let settings = cluster_settings(&cfg, rtmp_addr, http_addr, gossip_advertise);
-        let cluster = Cluster::start(settings).await?;
+        // Gossip runs on its own thread: a loaded RTMP runtime must not delay heartbeats.
+        let cluster = Cluster::start_isolated(settings).await?;
         let _ = http_state.cluster.set(cluster.clone());
         Some(cluster)
     } else {

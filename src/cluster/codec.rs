@@ -59,8 +59,9 @@ pub(crate) struct EnvelopeCodec {
     encoder: Box<dyn Socket>,
     /// chitchat's socket that parses what `raw` sends to it.
     decoder: Box<dyn Socket>,
-    /// Our loopback socket: reads encoder output, writes decoder input. Async: it shares the
-    /// runtime with RTMP sessions, so it must never block a worker thread.
+    /// Our loopback socket: reads encoder output, writes decoder input. Async: it shares its
+    /// runtime with the other gossip tasks (and, in tests, with everything), so it must never
+    /// block a worker thread.
     raw: tokio::net::UdpSocket,
     raw_addr: SocketAddr,
     encoder_addr: SocketAddr,

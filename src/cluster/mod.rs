@@ -20,9 +20,10 @@
 //! the mean interval is ~150-190 ms and a peer is declared dead after ~1.2-1.5 s without news;
 //! the liveness check runs once per round. Measured (`benches/cluster_convergence.rs`,
 //! simulated time): a killed node is out of the first ring after 1.3-1.6 s and out of every
-//! ring after 1.9-2.8 s, for 10 to 100 nodes. The price: a node whose runtime stalls for more
-//! than ~1.2 s is briefly declared dead; raise `phi_threshold` (12 ≈ 2 s of silence) if that
-//! happens in production.
+//! ring after 1.9-2.8 s, for 10 to 100 nodes. The price: a node whose gossip stalls for more
+//! than ~1.2 s is briefly declared dead. The binary therefore runs gossip on a thread of its own
+//! ([`Cluster::start_isolated`]), where RTMP load cannot delay it; raise `phi_threshold`
+//! (12 ≈ 2 s of silence) if a whole machine is starved that long in production.
 //!
 //! Generations: a node's chitchat id is (node id, generation = start time in ns, gossip
 //! address). A restart is a new chitchat id; the view shows only the newest live generation of a
@@ -314,6 +315,8 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopping: AtomicBool,
+    /// Set by [`Cluster::start_isolated`]: dropping it stops the gossip thread's runtime.
+    own_runtime: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Drop for Inner {
@@ -464,8 +467,45 @@ impl Cluster {
                 shutdown: shutdown_tx,
                 tasks: Mutex::new(vec![membership, seeder]),
                 stopping: AtomicBool::new(false),
+                own_runtime: Mutex::new(None),
             }),
         })
+    }
+
+    /// [`Cluster::start`] on a runtime of its own: one OS thread that runs gossip, failure
+    /// detection and view rebuilds, so that a busy or stalled RTMP runtime cannot delay
+    /// heartbeats and get this node declared dead by its peers (at the default phi threshold,
+    /// about 1.2 s without news). The thread ends when the last clone of the handle drops.
+    pub async fn start_isolated(settings: ClusterSettings) -> Result<Cluster, ClusterError> {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("ringcast-gossip".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = started_tx.send(Err(ClusterError::Start(format!(
+                            "cannot build the gossip runtime: {err}"
+                        ))));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let _ = started_tx.send(Cluster::start(settings).await);
+                    // Runs the gossip tasks until the handle is gone (sender dropped).
+                    let _ = stop_rx.await;
+                });
+            })
+            .map_err(|err| ClusterError::Start(format!("cannot start the gossip thread: {err}")))?;
+        let cluster = started_rx
+            .await
+            .map_err(|_| ClusterError::Start("the gossip thread ended".into()))??;
+        *lock(&cluster.inner.own_runtime) = Some(stop_tx);
+        Ok(cluster)
     }
 
     pub fn node_id(&self) -> &str {
@@ -688,5 +728,96 @@ async fn run_membership(mut m: Membership) {
             m.view_tx.send_replace(Arc::new(view));
         }
         duplicates.observe(&m.view_tx.borrow());
+    }
+}
+
+#[cfg(test)]
+mod isolation_tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Each scenario is its own cluster (`scenario` in the cluster id): they run at once.
+    fn settings(id: &str, scenario: &str, seeds: Vec<String>) -> ClusterSettings {
+        let mut s = ClusterSettings::new(id, NodeRole::Origin, "isolation-secret");
+        s.rtmp_advertise = "127.0.0.1:1935".into();
+        s.gossip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        s.gossip_advertise = s.gossip_listen;
+        s.seeds = seeds;
+        s.cluster_id = format!("isolation-{scenario}-{}", std::process::id());
+        s
+    }
+
+    /// Whether `observer` saw `id` not live at any moment during `window` (polled every 50 ms
+    /// from a plain thread, so that no runtime of the test is involved).
+    fn ever_dead(
+        observer: Cluster,
+        id: &'static str,
+        window: Duration,
+    ) -> std::thread::JoinHandle<bool> {
+        std::thread::spawn(move || {
+            let end = Instant::now() + window;
+            while Instant::now() < end {
+                if observer.view().node(id).is_none_or(|n| !n.live) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        })
+    }
+
+    /// Starts `id` (isolated or on `runtime`) and an isolated observer that has seen it live
+    /// for a few seconds; then blocks `runtime`'s only thread for 2.5 s and reports whether
+    /// the observer declared `id` dead meanwhile.
+    fn stall_declares_dead(id: &'static str, isolated: bool) -> bool {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (node, observer) = runtime.block_on(async {
+            let node = if isolated {
+                Cluster::start_isolated(settings(id, id, vec![])).await
+            } else {
+                Cluster::start(settings(id, id, vec![])).await
+            }
+            .expect("node starts");
+            node.set_ready(true);
+            let seed = node.gossip_addr().to_string();
+            let observer = Cluster::start_isolated(settings("observer", id, vec![seed]))
+                .await
+                .expect("observer starts");
+            let started = Instant::now();
+            while observer.view().node(id).is_none_or(|n| !n.live) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "{id} never seen"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Let the failure detector learn the heartbeat interval.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (node, observer)
+        });
+        let watcher = ever_dead(observer, id, Duration::from_secs(4));
+        // A stalled runtime: what a CPU-bound RTMP runtime looks like to tasks sharing it.
+        runtime.block_on(async { std::thread::sleep(Duration::from_millis(2_500)) });
+        let dead = watcher.join().expect("watcher");
+        drop(node);
+        dead
+    }
+
+    #[test]
+    fn a_stalled_runtime_does_not_get_an_isolated_node_declared_dead() {
+        let shared = std::thread::spawn(|| stall_declares_dead("shared", false));
+        assert!(
+            !stall_declares_dead("isolated", true),
+            "gossip on its own thread must keep the node alive through a 2.5 s stall"
+        );
+        // The control: gossip on the stalled runtime itself is declared dead.
+        assert!(
+            shared.join().expect("control"),
+            "control: shared runtime not declared dead"
+        );
     }
 }
