@@ -110,6 +110,11 @@ async fn publish_to_one_edge_play_from_the_other_through_the_located_origin() {
         }
     })
     .await;
+    let at_edge = stream_entry(edge_a, key).await.expect("stream on edge-0");
+    assert_eq!(
+        at_edge["players"], 0,
+        "the push relay is not a player: {at_edge}"
+    );
     let (origin, source, _) = wait_for_value("located by gossip", 10 * SEC, || async {
         let answer = locate_everywhere(&fleet, key).await?;
         if answer.1 == "gossip" {

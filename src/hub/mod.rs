@@ -117,10 +117,20 @@ impl Hub {
     /// Joins `key` as a player: the fast-start snapshot and a receiver for what follows. A
     /// stream with no publisher yet is created empty and the player waits on it.
     pub fn play(&self, key: &str) -> (Player, Snapshot) {
+        self.join(key, false)
+    }
+
+    /// Joins `key` like [`Hub::play`] to forward it elsewhere (an edge's push to the origin):
+    /// receives the same frames but is not counted as a player.
+    pub fn play_forwarder(&self, key: &str) -> (Player, Snapshot) {
+        self.join(key, true)
+    }
+
+    fn join(&self, key: &str, forwarder: bool) -> (Player, Snapshot) {
         let stream = {
             let mut streams = lock(&self.inner.streams);
             let stream = self.entry(&mut streams, key);
-            stream.add_player();
+            stream.add_player(forwarder);
             stream
         };
         let (rx, snapshot) = stream.subscribe_with_snapshot();
@@ -129,6 +139,7 @@ impl Hub {
                 hub: self.clone(),
                 stream,
                 rx,
+                forwarder,
             },
             snapshot,
         )
@@ -217,6 +228,8 @@ pub struct Player {
     hub: Hub,
     stream: Arc<Stream>,
     pub rx: broadcast::Receiver<Event>,
+    /// Joined through [`Hub::play_forwarder`].
+    forwarder: bool,
 }
 
 impl Player {
@@ -244,7 +257,7 @@ impl Player {
 
 impl Drop for Player {
     fn drop(&mut self) {
-        self.stream.remove_player();
+        self.stream.remove_player(self.forwarder);
         self.hub.release(&self.stream);
     }
 }

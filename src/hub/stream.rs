@@ -61,6 +61,9 @@ struct State {
     /// from its origin), which a real publisher may take the slot from.
     publisher: Option<(u64, Instant, bool)>,
     players: usize,
+    /// Push relays reading the stream to forward it to its origin: not players (not counted
+    /// in `players`, in the node's load or in the API), but they keep the stream in use.
+    forwarders: usize,
     metadata: Option<Arc<Frame>>,
     video_sequence: Option<Arc<Frame>>,
     audio_sequence: Option<Arc<Frame>>,
@@ -150,16 +153,24 @@ impl Stream {
         }
     }
 
-    pub(super) fn add_player(&self) {
+    pub(super) fn add_player(&self, forwarder: bool) {
         let mut state = lock(&self.state);
-        state.players += 1;
-        self.players.store(state.players, Ordering::Relaxed);
+        if forwarder {
+            state.forwarders += 1;
+        } else {
+            state.players += 1;
+            self.players.store(state.players, Ordering::Relaxed);
+        }
     }
 
-    pub(super) fn remove_player(&self) {
+    pub(super) fn remove_player(&self, forwarder: bool) {
         let mut state = lock(&self.state);
-        state.players = state.players.saturating_sub(1);
-        self.players.store(state.players, Ordering::Relaxed);
+        if forwarder {
+            state.forwarders = state.forwarders.saturating_sub(1);
+        } else {
+            state.players = state.players.saturating_sub(1);
+            self.players.store(state.players, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn has_publisher(&self) -> bool {
@@ -172,7 +183,7 @@ impl Stream {
 
     pub(super) fn is_unused(&self) -> bool {
         let state = lock(&self.state);
-        state.publisher.is_none() && state.players == 0
+        state.publisher.is_none() && state.players == 0 && state.forwarders == 0
     }
 
     fn timeline(state: &mut State, timestamp: u32) -> u32 {

@@ -198,3 +198,22 @@ fn relay_discontinuity_keeps_players_and_the_timeline() {
     );
     assert_eq!(hub.players_of("live/d"), 1);
 }
+
+#[test]
+fn a_forwarder_gets_the_frames_but_is_not_a_player() {
+    let hub = hub();
+    let publisher = hub.publish("live/f", 1).expect("publish");
+    let (mut forwarder, _) = hub.play_forwarder("live/f");
+    assert_eq!(hub.players_of("live/f"), 0);
+    assert_eq!(hub.streams()[0].players, 0);
+    let (player, _) = hub.play("live/f");
+    assert_eq!(hub.players_of("live/f"), 1);
+    publisher.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    assert!(frame_of(forwarder.rx.try_recv().expect("a frame")).keyframe);
+    drop(player);
+    drop(publisher);
+    // The forwarder alone keeps the stream in the registry; dropping it releases it.
+    assert_eq!(hub.stream_count(), 1);
+    drop(forwarder);
+    assert_eq!(hub.stream_count(), 0);
+}

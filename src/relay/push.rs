@@ -29,7 +29,7 @@ pub(crate) async fn run(
 ) {
     let span = tracing::info_span!("push", stream = %key);
     async move {
-        let (mut player, mut snapshot) = ctx.hub.play(&key);
+        let (mut player, mut snapshot) = ctx.hub.play_forwarder(&key);
         let mut seed = crate::load::synth::now_micros() | 1;
         let mut attempt = 0u32;
         loop {
