@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::fleet::*;
@@ -567,4 +568,57 @@ async fn a_tier_two_edge_pulls_through_a_tier_one_edge_and_survives_its_death() 
     );
     eprintln!("tier-1 edge {via} killed: tier-2 player gaps {gaps:?}");
     assert!(gaps.iter().all(|g| *g < 10 * SEC), "gaps {gaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_streams_skip_an_origin_over_the_load_bound() {
+    let fleet = Fleet::start(&test_secret("edge-bounded"), 3, 1).await;
+    wait_for("four nodes agree", 20 * SEC, || all_agree(&fleet)).await;
+    // Six names the plain ring gives to origin-0.
+    let ring = ringcast::cluster::Ring::new(["origin-0", "origin-1", "origin-2"]);
+    let names: Vec<String> = (0..)
+        .map(|i| format!("live/bounded-{i}"))
+        .filter(|name| ring.owner(name) == Some("origin-0"))
+        .take(6)
+        .collect();
+    let edge = fleet.node("edge-0");
+    let mut publishers = Vec::new();
+    let mut placed = BTreeMap::new();
+    for name in &names {
+        // Published through the edge, which forwards to the origin its locator names.
+        publishers.push(synthetic_publisher(&edge.url(name), 25, 500, 25, 1000));
+        let origin = wait_for_value("the stream is claimed", 15 * SEC, || async {
+            match locate_everywhere(&fleet, name).await? {
+                (n, s, _) if s == "gossip" => Ok(n),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        *placed.entry(origin).or_insert(0) += 1;
+    }
+    eprintln!("six streams the ring gives to origin-0 were placed {placed:?}");
+    // Six streams on three origins: the bound is 1.25 x 2 = 2.5, so an origin holding three
+    // is over it, and the API says so.
+    let seen = nodes_seen_by(edge).await.expect("nodes");
+    let flagged: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| n["over_load_bound"] == true)
+        .map(|(id, _)| id)
+        .collect();
+    let expected: Vec<&String> = placed
+        .iter()
+        .filter(|(_, n)| **n == 3)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        flagged, expected,
+        "over_load_bound in /api/v1/cluster/nodes"
+    );
+    assert!(
+        placed.len() >= 2 && placed.values().all(|&n| n <= 3),
+        "bounded loads spread them: {placed:?}"
+    );
+    for p in publishers {
+        p.abort();
+    }
 }

@@ -13,13 +13,19 @@
 //! clock wins; an exact tie goes to the larger node id. Claims of dead or leaving nodes are not
 //! in the view at all, so a dead origin's streams disappear with its membership.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::ring::Ring;
 use super::state::Advert;
+use super::Load;
+
+/// An origin over this many times the average load is skipped for unclaimed streams.
+pub const LOAD_BOUND: f64 = 1.25;
+/// Egress is compared in whole units of this many bits per second.
+const EGRESS_UNIT_BPS: u64 = 1_000_000;
 
 /// Which table answered [`Locator::locate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -64,19 +70,25 @@ pub struct Locator {
     ring: Arc<Ring>,
     /// RTMP address of each ring member.
     ring_rtmp: HashMap<String, String>,
+    /// Ring members over the load bound: skipped for unclaimed streams.
+    over_bound: HashSet<String>,
 }
 
 impl Locator {
+    /// `ring_load`: the advertised load of each ring member (absent = none).
     pub(crate) fn new(
         mut claimants: Vec<Claimant>,
         ring: Arc<Ring>,
         ring_rtmp: HashMap<String, String>,
+        ring_load: &HashMap<String, Load>,
     ) -> Locator {
         claimants.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        let over_bound = over_bound(ring.members(), ring_load);
         Locator {
             claimants,
             ring,
             ring_rtmp,
+            over_bound,
         }
     }
 
@@ -89,7 +101,11 @@ impl Locator {
                 source: Source::Gossip,
             });
         }
-        let owner = self.ring.owner(stream)?;
+        let owner = self
+            .ring
+            .successors(stream)
+            .find(|id| !self.over_bound.contains(*id))
+            .or_else(|| self.ring.owner(stream))?;
         Some(Location {
             node_id: owner.to_string(),
             rtmp_addr: self.ring_rtmp.get(owner).cloned().unwrap_or_default(),
@@ -153,6 +169,35 @@ impl Locator {
     pub fn ring(&self) -> &Ring {
         &self.ring
     }
+
+    /// Whether `node_id` is over the load bound (skipped for unclaimed streams).
+    pub fn is_over_bound(&self, node_id: &str) -> bool {
+        self.over_bound.contains(node_id)
+    }
+}
+
+/// Members whose publishers or egress exceed [`LOAD_BOUND`] times the members' average.
+fn over_bound(members: &[String], loads: &HashMap<String, Load>) -> HashSet<String> {
+    let load = |id: &String| loads.get(id).copied().unwrap_or_default();
+    let dimensions: [fn(&Load) -> u64; 2] = [|l| l.publishers, |l| l.egress_bps / EGRESS_UNIT_BPS];
+    let mut over = HashSet::new();
+    if members.len() < 2 {
+        return over;
+    }
+    for measure in dimensions {
+        let total: u64 = members.iter().map(|id| measure(&load(id))).sum();
+        if total == 0 {
+            continue;
+        }
+        let bound = LOAD_BOUND * total as f64 / members.len() as f64;
+        over.extend(
+            members
+                .iter()
+                .filter(|id| measure(&load(id)) as f64 > bound)
+                .cloned(),
+        );
+    }
+    over
 }
 
 #[cfg(test)]
@@ -201,6 +246,7 @@ mod tests {
             claimants,
             Arc::new(Ring::new(ring.iter().copied())),
             ring_rtmp,
+            &HashMap::new(),
         )
     }
 
@@ -263,6 +309,82 @@ mod tests {
         assert_eq!(
             loc.locate("live/a").map(|l| (l.node_id, l.source)),
             Some(("origin-draining".into(), Source::Gossip))
+        );
+    }
+
+    fn loaded(publishers: u64, egress_bps: u64) -> Load {
+        Load {
+            players: 0,
+            publishers,
+            egress_bps,
+        }
+    }
+
+    #[test]
+    fn unclaimed_streams_skip_origins_over_the_load_bound() {
+        let members = ["origin-0", "origin-1", "origin-2"];
+        let ring = Arc::new(Ring::new(members));
+        let rtmp: HashMap<String, String> = members
+            .iter()
+            .map(|id| (id.to_string(), format!("{id}:1935")))
+            .collect();
+        let streams: Vec<String> = (0..300).map(|i| format!("live/b-{i}")).collect();
+        let with = |loads: &[(&str, Load)]| {
+            let loads = loads.iter().map(|(id, l)| (id.to_string(), *l)).collect();
+            Locator::new(Vec::new(), ring.clone(), rtmp.clone(), &loads)
+        };
+        let owners = |loc: &Locator| -> Vec<String> {
+            streams
+                .iter()
+                .map(|s| loc.locate(s).map(|l| l.node_id).unwrap_or_default())
+                .collect()
+        };
+        let plain = owners(&with(&[]));
+        assert!(plain.iter().any(|o| o == "origin-0"));
+
+        // Equal loads, or loads within the bound: the plain ring owner.
+        let even = with(&[
+            ("origin-0", loaded(4, 9_000_000)),
+            ("origin-1", loaded(4, 9_000_000)),
+            ("origin-2", loaded(3, 8_000_000)),
+        ]);
+        assert_eq!(owners(&even), plain);
+
+        // origin-0 holds most publishers: its streams go to the next origin on the ring.
+        let busy = with(&[("origin-0", loaded(5, 0)), ("origin-1", loaded(1, 0))]);
+        assert!(busy.is_over_bound("origin-0"));
+        let moved = owners(&busy);
+        for (stream, (before, after)) in streams.iter().zip(plain.iter().zip(&moved)) {
+            if before == "origin-0" {
+                let next = ring.successors(stream).nth(1).unwrap_or_default();
+                assert_eq!(after, next, "{stream}");
+            } else {
+                assert_eq!(after, before, "{stream}");
+            }
+        }
+
+        // Egress counts in whole Mb/s: acknowledgements alone never move a stream.
+        let acks = with(&[("origin-0", loaded(0, 900_000))]);
+        assert!(!acks.is_over_bound("origin-0"));
+        let hot = with(&[
+            ("origin-1", loaded(0, 50_000_000)),
+            ("origin-2", loaded(0, 2_000_000)),
+        ]);
+        assert!(hot.is_over_bound("origin-1") && !hot.is_over_bound("origin-2"));
+        assert!(owners(&hot).iter().all(|o| o != "origin-1"));
+
+        // A claim still wins over any load.
+        let claimed = Locator::new(
+            vec![claimant("origin-1", &[("live/b-0", 1)])],
+            ring.clone(),
+            rtmp.clone(),
+            &[("origin-1".to_string(), loaded(0, 50_000_000))]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(
+            claimed.locate("live/b-0").map(|l| l.node_id),
+            Some("origin-1".into())
         );
     }
 }

@@ -89,6 +89,23 @@ impl Ring {
         self.members.get(*index as usize).map(String::as_str)
     }
 
+    /// Every member once, in ring order from `key`'s point: the owner first, then each next
+    /// distinct member clockwise (the bounded-load walk). Empty if the ring is.
+    pub fn successors(&self, key: &str) -> impl Iterator<Item = &str> + '_ {
+        let hash = ring_hash(key.as_bytes());
+        let start = self.points.partition_point(|(point, _)| *point < hash);
+        let points = self.points.len();
+        let mut seen = vec![false; self.members.len()];
+        (0..points).filter_map(move |step| {
+            let (_, index) = self.points.get((start + step) % points)?;
+            let seen = seen.get_mut(*index as usize)?;
+            if std::mem::replace(seen, true) {
+                return None;
+            }
+            self.members.get(*index as usize).map(String::as_str)
+        })
+    }
+
     /// Sorted member ids.
     pub fn members(&self) -> &[String] {
         &self.members
@@ -101,7 +118,7 @@ impl Ring {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
 
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
@@ -237,5 +254,18 @@ mod tests {
                 "n={n}: moved {share:.4}, expected about {expected:.4}"
             );
         }
+    }
+
+    #[test]
+    fn successors_start_at_the_owner_and_list_every_member_once() {
+        let ring = Ring::new(origins(7));
+        for i in 0..200 {
+            let key = format!("live/s-{i}");
+            let walk: Vec<&str> = ring.successors(&key).collect();
+            assert_eq!(walk.first().copied(), ring.owner(&key));
+            assert_eq!(walk.len(), 7);
+            assert_eq!(walk.iter().collect::<HashSet<_>>().len(), 7);
+        }
+        assert_eq!(Ring::default().successors("live/x").count(), 0);
     }
 }

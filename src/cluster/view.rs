@@ -54,6 +54,8 @@ pub struct NodeView {
     pub in_ring: bool,
     /// Edge tier: 1 pulls from origins, N from edges of tier N - 1. 0 on origins.
     pub tier: u8,
+    /// A ring member over the load bound: skipped for streams nobody holds yet (`locator`).
+    pub over_load_bound: bool,
     pub load: Load,
     /// Streams the node advertises.
     pub streams: usize,
@@ -206,6 +208,7 @@ impl ViewBuilder {
         let mut nodes = Vec::with_capacity(best.len());
         let mut claimants = Vec::new();
         let mut ring_rtmp = HashMap::new();
+        let mut ring_load = HashMap::new();
         let mut tier_members: BTreeMap<u8, TierMembers> = BTreeMap::new();
         for (node_id, (live, generation, id, advert)) in best {
             let origin = advert.role == NodeRole::Origin;
@@ -213,6 +216,7 @@ impl ViewBuilder {
             let in_ring = serving && origin;
             if in_ring {
                 ring_rtmp.insert(node_id.to_string(), advert.rtmp.clone());
+                ring_load.insert(node_id.to_string(), advert.load);
             } else if serving && !advert.rtmp.is_empty() {
                 tier_members
                     .entry(advert.tier)
@@ -239,6 +243,7 @@ impl ViewBuilder {
                 leaving: advert.leaving,
                 in_ring,
                 tier: advert.tier,
+                over_load_bound: false,
                 load: advert.load,
                 streams: advert.stream_count(),
             });
@@ -253,13 +258,17 @@ impl ViewBuilder {
             .filter(|(_, count)| *count > 1)
             .map(|(id, _)| id.to_string())
             .collect();
+        let locator = Locator::new(claimants, self.ring.clone(), ring_rtmp, &ring_load);
+        for node in &mut nodes {
+            node.over_load_bound = locator.is_over_bound(&node.id);
+        }
         self.tiers = EdgeTiers::rebuild(&self.tiers, tier_members);
         self.fingerprint = fingerprint;
         self.version += 1;
         Some(ClusterView {
             version: self.version,
             nodes,
-            locator: Locator::new(claimants, self.ring.clone(), ring_rtmp),
+            locator,
             tiers: self.tiers.clone(),
             state_bytes,
             duplicate_ids,
