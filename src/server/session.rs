@@ -226,6 +226,16 @@ impl Session {
     async fn main_loop(&mut self) -> Result<(), SessionError> {
         // Chunks that arrived with the handshake's last packet.
         self.process_input()?;
+        // The shutdown wait and both timers live as long as the session: a future created per
+        // wake-up registers with (and on drop leaves) the token's waiter list or the timer
+        // wheel each time, which is measurable at tens of thousands of wake-ups per second.
+        let mut shutdown = std::pin::pin!(self.ctx.shutdown.clone().cancelled_owned());
+        let idle_timeout = self.ctx.limits.idle_timeout;
+        let mut last_activity = tokio::time::Instant::now();
+        let mut idle_armed = last_activity + idle_timeout;
+        let mut idle = std::pin::pin!(tokio::time::sleep_until(idle_armed));
+        let mut flush_armed: Option<tokio::time::Instant> = None;
+        let mut flush_timer = std::pin::pin!(tokio::time::sleep_until(idle_armed));
         loop {
             let mut flush_at = self.flush_deadline();
             if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) || self.closing.is_some()
@@ -237,14 +247,23 @@ impl Session {
                 debug!(reason, "closing after flush");
                 return Ok(());
             }
+            if let Some(at) = flush_at.filter(|at| flush_armed != Some(*at)) {
+                flush_timer.as_mut().reset(at);
+                flush_armed = Some(at);
+            }
             // Players may legitimately send nothing for minutes (acks come every 2.5 MB);
-            // they are bounded by the write stall timeout instead, and get no idle timer (a
-            // timer per wake-up is measurable at thousands of players).
-            let idle_at = self.close_at.or_else(|| {
+            // they are bounded by the write stall timeout instead, and get no idle timeout.
+            // Others are closed after `idle_timeout` without a byte; the timer is armed once
+            // and, when it fires, re-armed from the last read instead of on every read.
+            let idle_due = self.close_at.or_else(|| {
                 self.playing
                     .is_none()
-                    .then(|| tokio::time::Instant::now() + self.ctx.limits.idle_timeout)
+                    .then_some(last_activity + idle_timeout)
             });
+            if let Some(close_at) = self.close_at.filter(|at| *at < idle_armed) {
+                idle.as_mut().reset(close_at);
+                idle_armed = close_at;
+            }
             // The read buffer follows the peer's rate: twice the last read, 4 KiB to 64 KiB.
             // Players and idle connections send little and keep small buffers; a fast
             // publisher gets large reads.
@@ -254,15 +273,30 @@ impl Session {
             }
             let wake = tokio::select! {
                 biased;
-                _ = self.ctx.shutdown.cancelled() => Wake::Shutdown,
+                _ = &mut shutdown => Wake::Shutdown,
                 r = self.rd.read_buf(&mut self.rbuf) => Wake::Read(r),
-                _ = sleep_until_opt(idle_at) => Wake::IdleTimeout,
+                _ = &mut idle, if idle_due.is_some() => {
+                    match idle_due {
+                        Some(due) if due > tokio::time::Instant::now() => {
+                            idle.as_mut().reset(due);
+                            idle_armed = due;
+                            continue;
+                        }
+                        _ => Wake::IdleTimeout,
+                    }
+                }
                 // While merged video waits for its deadline the stream is not watched at all:
                 // frames wait in the ring and are drained once, at the deadline, instead of
                 // waking this task for every frame.
                 ev = recv_event(&mut self.playing), if !self.merging_video() => Wake::Event(ev),
-                _ = sleep_until_opt(flush_at) => Wake::FlushDue,
+                _ = &mut flush_timer, if flush_at.is_some() => {
+                    flush_armed = None;
+                    Wake::FlushDue
+                }
             };
+            if matches!(wake, Wake::Read(_)) {
+                last_activity = tokio::time::Instant::now();
+            }
             match wake {
                 Wake::Shutdown => {
                     self.on_shutdown();
@@ -499,13 +533,6 @@ pub fn stream_key(app: &str, name: &str) -> String {
             .to_string()
     };
     format!("{}/{}", strip(app), strip(name))
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Waits for the next event of the stream being played; pending forever when not playing.
