@@ -97,6 +97,7 @@ pub fn session_limits(cfg: &Config) -> SessionLimits {
         idle_timeout: cfg.rtmp.idle_timeout(),
         write_timeout: cfg.rtmp.player_write_timeout(),
         merge_write: cfg.rtmp.merge_write(),
+        proxy_protocol: cfg.rtmp.proxy_protocol,
     }
 }
 

@@ -95,6 +95,10 @@ pub struct RtmpConfig {
     /// stream, at most this long, to share a write with what follows. 0: write at once.
     /// 0..=1000; see [`RtmpConfig::merge_write`].
     pub merge_write_ms: u64,
+    /// Every connection must start with a PROXY protocol header (v1 or v2), as sent by
+    /// HAProxy's `send-proxy`, nginx's `proxy_protocol on` or a cloud load balancer; the
+    /// client address it names is logged. Connections without one are refused.
+    pub proxy_protocol: bool,
 }
 
 impl RtmpConfig {
@@ -328,6 +332,8 @@ enum Kind {
         max: i64,
     },
     Choice(&'static [&'static str]),
+    /// `true` or `false` (in the environment too, in any case).
+    Bool,
     /// IP:port, parsed into `SocketAddr`.
     Listen,
     /// "" or host:port; port 0 means "the port the matching listener bound" (see
@@ -363,6 +369,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("rtmp.player_queue_messages", int(1, 1 << 20)),
     ("rtmp.player_write_timeout_ms", int(1, DAY_MS)),
     ("rtmp.merge_write_ms", int(0, 1000)),
+    ("rtmp.proxy_protocol", Kind::Bool),
     ("http.listen", Kind::Listen),
     ("cluster.gossip_listen", Kind::Listen),
     ("cluster.gossip_advertise", Kind::OptionalAdvertise),
@@ -597,6 +604,9 @@ fn toml_type_error(kind: Kind, value: &toml::Value) -> Option<String> {
         Kind::Int { .. } if value.as_integer().is_none() => {
             Some(format!("expected an integer, found {}", found(value)))
         }
+        Kind::Bool if value.as_bool().is_none() => {
+            Some(format!("expected true or false, found {}", found(value)))
+        }
         Kind::Str { .. } | Kind::Choice(_) | Kind::Listen | Kind::OptionalAdvertise
             if value.as_str().is_none() =>
         {
@@ -664,6 +674,13 @@ fn collect_env(env: &[(String, String)]) -> Result<BTreeMap<String, EnvVar>, Con
                     layer: layer(),
                 })
             }
+            Some(Kind::Bool) if parse_bool(value).is_none() => {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("expected true or false, found {value:?}"),
+                    layer: layer(),
+                })
+            }
             Some(_) => {}
         }
         vars.insert(
@@ -707,11 +724,21 @@ fn merge(layers: &Layers<'_>) -> Result<config::Config, ConfigError> {
         builder = match kind_of(key) {
             Some(Kind::Int { .. }) | None => continue,
             Some(Kind::HostPortList) => builder.set_override(key, split_list(&var.value)),
+            Some(Kind::Bool) => builder.set_override(key, parse_bool(&var.value).unwrap_or(false)),
             Some(_) => builder.set_override(key, var.value.clone()),
         }
         .map_err(|e| layers.crate_error(e))?;
     }
     builder.build().map_err(|e| layers.crate_error(e))
+}
+
+/// "true" / "false" in any case (what `collect_env` accepts for a boolean key).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// "a:1, b:2" -> ["a:1", "b:2"]; "" (or only commas/spaces) -> [].
@@ -745,6 +772,9 @@ fn check_value(
                     format!("{value} is out of range, expected {min}..={max}"),
                 ));
             }
+        }
+        Kind::Bool => {
+            merged.get_bool(key).map_err(|e| layers.crate_error(e))?;
         }
         Kind::Choice(choices) => {
             let value = get_string()?;
@@ -1359,6 +1389,33 @@ mod tests {
 
         let msg = env_err(&[("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "a b:1")]);
         assert!(msg.contains("cluster.gossip_advertise"), "{msg}");
+    }
+
+    #[test]
+    fn booleans_from_file_and_environment() {
+        assert!(!defaults().rtmp.proxy_protocol);
+        let on = with_file("[rtmp]\nproxy_protocol = true\n", &[]).expect("bool in file");
+        assert!(on.rtmp.proxy_protocol);
+        let (msg, _f) = file_err("[rtmp]\nproxy_protocol = \"yes\"\n");
+        assert!(
+            msg.contains("rtmp.proxy_protocol: expected true or false, found string \"yes\""),
+            "{msg}"
+        );
+        for (value, expected) in [("true", true), ("TRUE", true), ("False", false)] {
+            let c = Config::load_from(None, &env(&[("RINGCAST_RTMP__PROXY_PROTOCOL", value)]))
+                .expect("bool in env");
+            assert_eq!(c.rtmp.proxy_protocol, expected, "{value}");
+        }
+        // The environment overrides the file.
+        let off = with_file(
+            "[rtmp]\nproxy_protocol = true\n",
+            &[("RINGCAST_RTMP__PROXY_PROTOCOL", "false")],
+        )
+        .expect("env over file");
+        assert!(!off.rtmp.proxy_protocol);
+        let msg = env_err(&[("RINGCAST_RTMP__PROXY_PROTOCOL", "1")]);
+        assert!(msg.contains("expected true or false, found \"1\""), "{msg}");
+        assert!(msg.contains("RINGCAST_RTMP__PROXY_PROTOCOL"), "{msg}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod commands;
 mod outbound;
 mod play;
+pub mod proxy_header;
 mod publish;
 mod session;
 mod traffic;
@@ -42,6 +43,8 @@ pub struct SessionLimits {
     pub write_timeout: Duration,
     /// How long a player's media may wait to be merged with what follows (0: not at all).
     pub merge_write: Duration,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) naming the client.
+    pub proxy_protocol: bool,
 }
 
 impl Default for SessionLimits {
@@ -54,6 +57,7 @@ impl Default for SessionLimits {
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
             merge_write: Duration::from_millis(100),
+            proxy_protocol: false,
         }
     }
 }

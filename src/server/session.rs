@@ -47,6 +47,8 @@ pub enum SessionError {
     HandshakeTimeout(Duration),
     #[error("peer closed the connection during the handshake")]
     ClosedInHandshake,
+    #[error("{0}")]
+    ProxyHeader(#[from] super::proxy_header::ProxyHeaderError),
     #[error("bad chunk stream: {0}")]
     Chunk(#[from] ChunkError),
     #[error("bad control message: {0}")]
@@ -137,6 +139,7 @@ impl Session {
             "conn",
             id,
             %peer,
+            client = tracing::field::Empty,
             app = tracing::field::Empty,
             stream = tracing::field::Empty,
             role = tracing::field::Empty,
@@ -186,23 +189,57 @@ impl Session {
     }
 
     async fn run_inner(&mut self) -> Result<(), SessionError> {
-        self.handshake().await?;
+        let limit = self.ctx.limits.handshake_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        if self.ctx.limits.proxy_protocol {
+            self.proxy_header(deadline).await?;
+        }
+        self.handshake(deadline).await?;
         self.main_loop().await
     }
 
-    async fn handshake(&mut self) -> Result<(), SessionError> {
-        let limit = self.ctx.limits.handshake_timeout;
-        let deadline = tokio::time::Instant::now() + limit;
+    /// Reads more of the handshake (or PROXY header) into `rbuf`, by `deadline`.
+    async fn read_handshake_bytes(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SessionError> {
+        self.rbuf.reserve(8192);
+        let n = tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.rbuf))
+            .await
+            .map_err(|_| SessionError::HandshakeTimeout(self.ctx.limits.handshake_timeout))?
+            .map_err(SessionError::Read)?;
+        if n == 0 {
+            return Err(SessionError::ClosedInHandshake);
+        }
+        Ok(())
+    }
+
+    /// Consumes the PROXY protocol header and records the client it names (`client` in the
+    /// connection's log lines; `peer` stays the proxy).
+    async fn proxy_header(&mut self, deadline: tokio::time::Instant) -> Result<(), SessionError> {
+        loop {
+            if let Some(header) = super::proxy_header::parse(&self.rbuf)? {
+                let _ = self.rbuf.split_to(header.len);
+                match header.source {
+                    Some(client) => {
+                        self.span.record("client", tracing::field::display(client));
+                    }
+                    None => debug!("PROXY header without a client address (LOCAL or UNKNOWN)"),
+                }
+                return Ok(());
+            }
+            self.read_handshake_bytes(deadline).await?;
+        }
+    }
+
+    async fn handshake(&mut self, deadline: tokio::time::Instant) -> Result<(), SessionError> {
         let mut hs = Handshake::server();
         loop {
-            self.rbuf.reserve(8192);
-            let n = tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.rbuf))
-                .await
-                .map_err(|_| SessionError::HandshakeTimeout(limit))?
-                .map_err(SessionError::Read)?;
-            if n == 0 {
-                return Err(SessionError::ClosedInHandshake);
+            // Bytes that came with the PROXY header are handshake bytes already.
+            if self.rbuf.is_empty() {
+                self.read_handshake_bytes(deadline).await?;
             }
+            let limit = self.ctx.limits.handshake_timeout;
             let input = self.rbuf.split();
             let (reply, done) = match hs.process(&input)? {
                 Step::Continue { reply } => (reply, None),
