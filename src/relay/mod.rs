@@ -173,14 +173,21 @@ impl RelayContext {
     }
 }
 
+/// Redirects a relay follows before giving up on an upstream (as the design's depth 3).
+const MAX_REDIRECTS: usize = 3;
+
 impl RelayContext {
-    /// Connects to `path` on the node at `loc` as a relay `hops` deep: identified as such,
-    /// and chunking at the hub's chunk size so hub frames can be written as they are.
+    /// Connects to `path` on the node at `loc` as a relay `hops` deep (identified as such,
+    /// and chunking at the hub's chunk size so hub frames can be written as they are), then
+    /// plays or publishes it. An RTMP 302 on the way is followed (`redirect2`, else `redirect`
+    /// plus the stream name) up to [`MAX_REDIRECTS`] times, and a redirect loop is an error.
+    /// ringcast nodes never redirect a relay; a foreign upstream (an SRS origin cluster) may.
     pub(crate) async fn connect(
         &self,
         loc: &Location,
         path: &(String, String),
         hops: u32,
+        publish: bool,
     ) -> Result<RtmpClient, ClientError> {
         let url = upstream_url(&loc.rtmp_addr, path)?;
         let opts = ClientOptions {
@@ -189,7 +196,12 @@ impl RelayContext {
             chunk_size: self.chunk_size,
             ..ClientOptions::default()
         };
-        RtmpClient::connect(&url, opts).await
+        let (client, chain) =
+            RtmpClient::connect_following(&url, opts, publish, MAX_REDIRECTS).await?;
+        if chain.len() > 1 {
+            info!(chain = %chain.join(" -> "), "upstream redirected the relay");
+        }
+        Ok(client)
     }
 }
 

@@ -117,8 +117,7 @@ async fn pull_from(
     connected_before: &mut bool,
     attempt: &mut u32,
 ) -> Result<End, ClientError> {
-    let mut client = ctx.connect(loc, path, hops).await?;
-    client.play().await?;
+    let mut client = ctx.connect(loc, path, hops, false).await?;
     if *connected_before {
         // A new source: new timeline and headers for local players, who stay connected.
         publisher.discontinuity();

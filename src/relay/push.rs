@@ -73,8 +73,7 @@ async fn push_to(
     status: &StatusCell,
     stop: &CancellationToken,
 ) -> Result<End, ClientError> {
-    let mut client = ctx.connect(loc, path, hops).await?;
-    client.publish().await?;
+    let mut client = ctx.connect(loc, path, hops, true).await?;
     status.set(RelayState::Pushing, Some(loc), None);
     info!(origin = %loc.node_id, rtmp = %loc.rtmp_addr, "forwarding to origin");
     let mut waiting_keyframe = true;
