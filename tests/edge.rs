@@ -197,6 +197,12 @@ async fn ten_players_on_an_edge_share_one_upstream_and_origins_serve_each_others
         bytes_out > 10 * 15 * 100_000 * 9 / 10,
         "edge-1 wrote {bytes_out} bytes to ten players in 15 s"
     );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"ringcast_relays{direction="pull",state="pulling"} 1"#),
+        "one pulling relay in edge-1's metrics"
+    );
     eprintln!("edge-1 advertised egress {egress_bps} b/s for ten players");
     let at_origin = stream_entry(fleet.node("origin-0"), key)
         .await

@@ -170,7 +170,40 @@ pub(super) fn render(state: &HttpState) -> String {
         "Authenticated gossip bytes received, framing included.",
         gossip.bytes_received,
     );
+    relays(&mut out, state);
     out.0
+}
+
+/// `ringcast_relays{direction, state}`: running relays of this node, every combination listed
+/// (0 included) so that dashboards see a stable set of series.
+fn relays(out: &mut Out, state: &HttpState) {
+    use crate::relay::RelayState;
+    let statuses = state.relays.get().map(|r| r.statuses()).unwrap_or_default();
+    out.family(
+        "ringcast_relays",
+        "gauge",
+        "Relays of this node: pulls of streams held elsewhere and forwarded publishers, by state.",
+    );
+    let states = [
+        RelayState::Connecting,
+        RelayState::Pulling,
+        RelayState::Pushing,
+        RelayState::Waiting,
+        RelayState::Retrying,
+    ];
+    for direction in ["pull", "push"] {
+        for relay_state in &states {
+            let count = statuses
+                .iter()
+                .filter(|r| r.direction == direction && r.state == *relay_state)
+                .count();
+            let _ = writeln!(
+                out.0,
+                "ringcast_relays{{direction=\"{direction}\",state=\"{}\"}} {count}",
+                relay_state.as_str()
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +243,7 @@ mod tests {
             "ringcast_gossip_bad_datagrams_total 0",
             "ringcast_rtmp_bytes_in_total 0",
             "ringcast_rtmp_bytes_out_total 4096",
+            "ringcast_relays{direction=\"pull\",state=\"pulling\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

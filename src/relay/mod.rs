@@ -61,6 +61,19 @@ pub enum RelayState {
     Retrying,
 }
 
+impl RelayState {
+    /// The JSON (and metrics label) spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RelayState::Connecting => "connecting",
+            RelayState::Pulling => "pulling",
+            RelayState::Pushing => "pushing",
+            RelayState::Waiting => "waiting",
+            RelayState::Retrying => "retrying",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RelayStatus {
     pub stream: String,
