@@ -37,8 +37,8 @@ pub struct Outbound {
 impl Outbound {
     pub fn new(chunk_size: usize) -> Self {
         Outbound {
-            own: BytesMut::with_capacity(4096),
-            pieces: Vec::with_capacity(64),
+            own: BytesMut::new(),
+            pieces: Vec::new(),
             queued: 0,
             urgent: false,
             video: false,

@@ -38,6 +38,8 @@ const MERGE_PER_PLAYER: Duration = Duration::from_micros(20);
 const AUDIO_HOLD: Duration = Duration::from_millis(40);
 /// Read buffer growth step.
 const READ_RESERVE: usize = 64 * 1024;
+/// Smallest read buffer after the handshake.
+const MIN_READ_RESERVE: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -253,7 +255,11 @@ impl Session {
             }
             if let Some(remaining) = done {
                 debug!("handshake done");
-                self.rbuf.extend_from_slice(&remaining);
+                // A fresh, small buffer: the handshake's 8 KiB one would stay allocated for the
+                // whole life of a player, which reads little more than acknowledgements.
+                let mut rbuf = BytesMut::with_capacity(MIN_READ_RESERVE.max(remaining.len()));
+                rbuf.extend_from_slice(&remaining);
+                self.rbuf = rbuf;
                 self.bytes_in = remaining.len() as u64;
                 return Ok(());
             }
@@ -301,10 +307,10 @@ impl Session {
                 idle.as_mut().reset(close_at);
                 idle_armed = close_at;
             }
-            // The read buffer follows the peer's rate: twice the last read, 4 KiB to 64 KiB.
+            // The read buffer follows the peer's rate: twice the last read, 2 KiB to 64 KiB.
             // Players and idle connections send little and keep small buffers; a fast
             // publisher gets large reads.
-            let reserve = (self.last_read * 2).clamp(4096, READ_RESERVE);
+            let reserve = (self.last_read * 2).clamp(MIN_READ_RESERVE, READ_RESERVE);
             if self.rbuf.capacity() - self.rbuf.len() < reserve / 2 {
                 self.rbuf.reserve(reserve);
             }
