@@ -275,10 +275,9 @@ impl Session {
         let mut shutdown = std::pin::pin!(self.ctx.shutdown.clone().cancelled_owned());
         let idle_timeout = self.ctx.limits.idle_timeout;
         let mut last_activity = tokio::time::Instant::now();
-        let mut idle_armed = last_activity + idle_timeout;
-        let mut idle = std::pin::pin!(tokio::time::sleep_until(idle_armed));
-        let mut flush_armed: Option<tokio::time::Instant> = None;
-        let mut flush_timer = std::pin::pin!(tokio::time::sleep_until(idle_armed));
+        let mut idle = std::pin::pin!(tokio::time::sleep_until(last_activity + idle_timeout));
+        // Armed only while `flush_at` is set; its deadline until then does not matter.
+        let mut flush_timer = std::pin::pin!(tokio::time::sleep_until(idle.deadline()));
         loop {
             let mut flush_at = self.flush_deadline();
             if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) || self.closing.is_some()
@@ -290,9 +289,8 @@ impl Session {
                 debug!(reason, "closing after flush");
                 return Ok(());
             }
-            if let Some(at) = flush_at.filter(|at| flush_armed != Some(*at)) {
+            if let Some(at) = flush_at.filter(|at| *at != flush_timer.deadline()) {
                 flush_timer.as_mut().reset(at);
-                flush_armed = Some(at);
             }
             // Players may legitimately send nothing for minutes (acks come every 2.5 MB);
             // they are bounded by the write stall timeout instead, and get no idle timeout.
@@ -303,9 +301,8 @@ impl Session {
                     .is_none()
                     .then_some(last_activity + idle_timeout)
             });
-            if let Some(close_at) = self.close_at.filter(|at| *at < idle_armed) {
+            if let Some(close_at) = self.close_at.filter(|at| *at < idle.deadline()) {
                 idle.as_mut().reset(close_at);
-                idle_armed = close_at;
             }
             // The read buffer follows the peer's rate: twice the last read, 2 KiB to 64 KiB.
             // Players and idle connections send little and keep small buffers; a fast
@@ -322,7 +319,6 @@ impl Session {
                     match idle_due {
                         Some(due) if due > tokio::time::Instant::now() => {
                             idle.as_mut().reset(due);
-                            idle_armed = due;
                             continue;
                         }
                         _ => Wake::IdleTimeout,
@@ -332,10 +328,7 @@ impl Session {
                 // frames wait in the ring and are drained once, at the deadline, instead of
                 // waking this task for every frame.
                 ev = recv_event(&mut self.playing), if !self.merging_video() => Wake::Event(ev),
-                _ = &mut flush_timer, if flush_at.is_some() => {
-                    flush_armed = None;
-                    Wake::FlushDue
-                }
+                _ = &mut flush_timer, if flush_at.is_some() => Wake::FlushDue,
             };
             if matches!(wake, Wake::Read(_)) {
                 last_activity = tokio::time::Instant::now();
