@@ -542,11 +542,6 @@ impl Cluster {
         self.view().locate_upstream(stream, self.inner.tier)
     }
 
-    /// Edge tier (see [`ClusterSettings::tier`]); 0 on origins.
-    pub fn tier(&self) -> u8 {
-        self.inner.tier
-    }
-
     /// Every stream live origins advertise, with the origin that wins it, sorted by stream.
     pub fn cluster_streams(&self) -> Vec<(String, String)> {
         self.view().locator().streams()

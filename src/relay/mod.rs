@@ -47,8 +47,7 @@ pub enum Route {
     Refuse(String),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayState {
     /// Locating the origin or connecting to it.
     Connecting,
@@ -62,7 +61,7 @@ pub enum RelayState {
 }
 
 impl RelayState {
-    /// The JSON (and metrics label) spelling.
+    /// The one spelling, for JSON and metrics labels.
     pub fn as_str(&self) -> &'static str {
         match self {
             RelayState::Connecting => "connecting",
@@ -71,6 +70,12 @@ impl RelayState {
             RelayState::Waiting => "waiting",
             RelayState::Retrying => "retrying",
         }
+    }
+}
+
+impl Serialize for RelayState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
