@@ -474,6 +474,48 @@ pub(crate) fn upstream_url(rtmp_addr: &str, path: &(String, String)) -> Result<R
     RtmpUrl::parse(&format!("rtmp://{}/{}/{}", rtmp_addr, path.0, path.1))
 }
 
+/// Retry pacing of one relay: the attempt count and the jitter seed of [`backoff`].
+pub(crate) struct Retry {
+    attempt: u32,
+    seed: u64,
+}
+
+impl Retry {
+    pub(crate) fn new(seed: u64) -> Retry {
+        Retry { attempt: 0, seed }
+    }
+
+    /// Failures since the last successful connect.
+    pub(crate) fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Connected: the next failure starts again from the shortest backoff.
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Nowhere to connect yet: waits a backoff of at most the fourth step (about 1.6 s), so
+    /// that a stream appearing in gossip is picked up soon. True when stopped meanwhile.
+    pub(crate) async fn wait_for_upstream(&mut self, stop: &CancellationToken) -> bool {
+        wait(stop, backoff(self.attempt.min(3), &mut self.seed)).await
+    }
+
+    /// The upstream at `loc` failed with `error`: marks the relay `Retrying` and waits the
+    /// next, longer backoff. True when stopped meanwhile.
+    pub(crate) async fn after_failure(
+        &mut self,
+        stop: &CancellationToken,
+        status: &StatusCell,
+        loc: &Location,
+        error: &ClientError,
+    ) -> bool {
+        status.set(RelayState::Retrying, Some(loc), Some(error.to_string()));
+        self.attempt += 1;
+        wait(stop, backoff(self.attempt, &mut self.seed)).await
+    }
+}
+
 /// Exponential backoff with jitter: 200 ms doubling to 5 s, +-25 %.
 pub(crate) fn backoff(attempt: u32, seed: &mut u64) -> Duration {
     let base = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);

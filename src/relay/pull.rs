@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{backoff, wait, RelayContext, RelayState, StatusCell, PULL_LINGER};
+use super::{RelayContext, RelayState, Retry, StatusCell, PULL_LINGER};
 use crate::client::{ClientError, Incoming};
 use crate::cluster::Location;
 use crate::hub::{ingest, Publisher};
@@ -40,8 +40,7 @@ pub(crate) async fn run(
             Ok(p) => p,
             Err(_) => return, // published locally meanwhile: nothing to pull
         };
-        let mut seed = conn_id ^ crate::load::synth::now_micros();
-        let mut attempt = 0u32;
+        let mut retry = Retry::new(conn_id ^ crate::load::synth::now_micros());
         let mut idle_since: Option<Instant> = None;
         let mut connected_before = false;
         loop {
@@ -53,7 +52,7 @@ pub(crate) async fn run(
                 break;
             }
             let Some(loc) = ctx.pull_upstream(&key, &status) else {
-                if wait(&stop, backoff(attempt.min(3), &mut seed)).await {
+                if retry.wait_for_upstream(&stop).await {
                     break;
                 }
                 continue;
@@ -69,7 +68,7 @@ pub(crate) async fn run(
                 &stop,
                 &mut idle_since,
                 &mut connected_before,
-                &mut attempt,
+                &mut retry,
             )
             .await;
             match result {
@@ -79,10 +78,9 @@ pub(crate) async fn run(
                     break;
                 }
                 Err(e) => {
-                    warn!(upstream = %loc.node_id, error = %e, attempt, "upstream failed; retrying");
-                    status.set(RelayState::Retrying, Some(&loc), Some(e.to_string()));
-                    attempt += 1;
-                    if wait(&stop, backoff(attempt, &mut seed)).await {
+                    warn!(upstream = %loc.node_id, error = %e, attempt = retry.attempt(),
+                        "upstream failed; retrying");
+                    if retry.after_failure(&stop, &status, &loc, &e).await {
                         break;
                     }
                 }
@@ -115,7 +113,7 @@ async fn pull_from(
     stop: &CancellationToken,
     idle_since: &mut Option<Instant>,
     connected_before: &mut bool,
-    attempt: &mut u32,
+    retry: &mut Retry,
 ) -> Result<End, ClientError> {
     let mut client = ctx.connect(loc, path, hops, false).await?;
     if *connected_before {
@@ -123,7 +121,7 @@ async fn pull_from(
         publisher.discontinuity();
     }
     *connected_before = true;
-    *attempt = 0;
+    retry.reset();
     status.set(RelayState::Pulling, Some(loc), None);
     info!(upstream = %loc.node_id, rtmp = %loc.rtmp_addr, source = ?loc.source, "pulling");
     // Whether media flows: an origin without the stream parks us, sending nothing.

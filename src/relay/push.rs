@@ -8,7 +8,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{backoff, wait, RelayContext, RelayState, StatusCell};
+use super::{RelayContext, RelayState, Retry, StatusCell};
 use crate::client::{ClientError, RtmpClient};
 use crate::cluster::Location;
 use crate::hub::{Event, Player, Snapshot};
@@ -30,25 +30,34 @@ pub(crate) async fn run(
     let span = tracing::info_span!("push", stream = %key);
     async move {
         let (mut player, mut snapshot) = ctx.hub.play_forwarder(&key);
-        let mut seed = crate::load::synth::now_micros() | 1;
-        let mut attempt = 0u32;
+        let mut retry = Retry::new(crate::load::synth::now_micros() | 1);
         loop {
             if stop.is_cancelled() {
                 break;
             }
             let Some(loc) = ctx.push_upstream(&key, &status) else {
-                if wait(&stop, backoff(attempt.min(3), &mut seed)).await {
+                if retry.wait_for_upstream(&stop).await {
                     break;
                 }
                 continue;
             };
-            match push_to(&ctx, &path, hops, &loc, &mut player, snapshot, &status, &stop).await {
+            match push_to(
+                &ctx,
+                &path,
+                hops,
+                &loc,
+                &mut player,
+                snapshot,
+                &status,
+                &stop,
+            )
+            .await
+            {
                 Ok(End::Done) => break,
                 Err(e) => {
-                    warn!(origin = %loc.node_id, error = %e, attempt, "forwarding failed; retrying");
-                    status.set(RelayState::Retrying, Some(&loc), Some(e.to_string()));
-                    attempt += 1;
-                    if wait(&stop, backoff(attempt, &mut seed)).await {
+                    warn!(origin = %loc.node_id, error = %e, attempt = retry.attempt(),
+                        "forwarding failed; retrying");
+                    if retry.after_failure(&stop, &status, &loc, &e).await {
                         break;
                     }
                 }
