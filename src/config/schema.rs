@@ -1,0 +1,308 @@
+//! The typed configuration and the key table.
+//!
+//! Owns: the structs and enums the rest of ringcast reads ([`Config`] and one struct per
+//! section, with their config spellings and [`Duration`] accessors) and [`KEYS`], every dotted
+//! key with the [`Kind`] of value it takes. Must never: read the file or the environment, or
+//! check a value (the layers and `checks.rs` do); a struct field without a `KEYS` entry, or the
+//! reverse, fails the `key_table_matches_structs` test.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The effective configuration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub rtmp: RtmpConfig,
+    pub http: HttpConfig,
+    pub cluster: ClusterConfig,
+    pub edge: EdgeConfig,
+    pub log: LogConfig,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name in the cluster. Never empty after loading: an empty value is replaced by the
+    /// host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else
+    /// [`FALLBACK_NODE_ID`](super::FALLBACK_NODE_ID)).
+    pub id: String,
+    pub role: Role,
+}
+
+/// `[rtmp]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpConfig {
+    /// RTMP listener bind address.
+    pub listen: SocketAddr,
+    /// `host:port` other nodes and redirected clients use; `""` = not set.
+    pub advertise: String,
+    /// Outbound chunk size we announce, 128..=65536.
+    pub chunk_size: u32,
+    /// Largest inbound chunk size a peer may set, 128..=16777215.
+    pub max_chunk_size: u32,
+    /// Largest inbound message in bytes, 1024..=16777215.
+    pub max_message_size: u32,
+    /// 1..=1_000_000.
+    pub max_connections: usize,
+    /// 1..=65535.
+    pub max_streams_per_connection: usize,
+    /// 1..=86_400_000; see [`RtmpConfig::handshake_timeout`].
+    pub handshake_timeout_ms: u64,
+    /// 1..=86_400_000; see [`RtmpConfig::idle_timeout`].
+    pub idle_timeout_ms: u64,
+    /// Per-stream fast-start cache limit in bytes, 0..=1 GiB.
+    pub gop_cache_max_bytes: usize,
+    /// Per-stream fan-out ring length in messages, 1..=1_048_576.
+    pub player_queue_messages: usize,
+    /// 1..=86_400_000; see [`RtmpConfig::player_write_timeout`].
+    pub player_write_timeout_ms: u64,
+    /// Cap of adaptive write merging: a player's video may wait 20 µs per player of its
+    /// stream, at most this long, to share a write with what follows. 0: write at once.
+    /// 0..=1000; see [`RtmpConfig::merge_write`].
+    pub merge_write_ms: u64,
+    /// Every connection must start with a PROXY protocol header (v1 or v2), as sent by
+    /// HAProxy's `send-proxy`, nginx's `proxy_protocol on` or a cloud load balancer; the
+    /// client address it names is logged. Connections without one are refused.
+    pub proxy_protocol: bool,
+}
+
+impl RtmpConfig {
+    /// `rtmp.handshake_timeout_ms` as a [`Duration`].
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// `rtmp.idle_timeout_ms` as a [`Duration`].
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// `rtmp.player_write_timeout_ms` as a [`Duration`].
+    pub fn player_write_timeout(&self) -> Duration {
+        Duration::from_millis(self.player_write_timeout_ms)
+    }
+
+    /// `rtmp.merge_write_ms` as a [`Duration`].
+    pub fn merge_write(&self) -> Duration {
+        Duration::from_millis(self.merge_write_ms)
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// HTTP listener bind address.
+    pub listen: SocketAddr,
+}
+
+/// `[cluster]`. `Debug` shows `secret` as `"<redacted>"` when it is set.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Gossip listener bind address.
+    pub gossip_listen: SocketAddr,
+    /// `host:port` other nodes use for gossip; `""` = not set.
+    pub gossip_advertise: String,
+    /// `host:port` entries; non-empty requires a non-empty `secret`.
+    pub seeds: Vec<String>,
+    pub secret: String,
+    /// Never empty.
+    pub cluster_id: String,
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = if self.secret.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("ClusterConfig")
+            .field("gossip_listen", &self.gossip_listen)
+            .field("gossip_advertise", &self.gossip_advertise)
+            .field("seeds", &self.seeds)
+            .field("secret", &secret)
+            .field("cluster_id", &self.cluster_id)
+            .finish()
+    }
+}
+
+/// `[edge]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    pub play: EdgeMode,
+    pub publish: EdgeMode,
+    /// 1 pulls from origins; N (2..=3) pulls from the edges of tier N - 1.
+    pub tier: u8,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing `EnvFilter` directive (not parsed here); never empty. `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// `node.role`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Origin,
+    Edge,
+}
+
+/// `edge.play`, `edge.publish`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeMode {
+    Proxy,
+    Redirect,
+}
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Role {
+    /// The config spelling: `"origin"` or `"edge"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Origin => "origin",
+            Role::Edge => "edge",
+        }
+    }
+}
+
+impl EdgeMode {
+    /// The config spelling: `"proxy"` or `"redirect"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeMode::Proxy => "proxy",
+            EdgeMode::Redirect => "redirect",
+        }
+    }
+}
+
+impl LogFormat {
+    /// The config spelling: `"text"` or `"json"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for EdgeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key table
+// ---------------------------------------------------------------------------------------------
+
+/// How a key's value is checked (see `checks.rs`; the file layer checks its TOML type first).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    /// Any string; `non_empty` refuses "" (and whitespace only).
+    Str {
+        non_empty: bool,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Choice(&'static [&'static str]),
+    /// `true` or `false` (in the environment too, in any case).
+    Bool,
+    /// IP:port, parsed into `SocketAddr`.
+    Listen,
+    /// "" or host:port; port 0 means "the port the matching listener bound" (see
+    /// [`parse_advertise`](super::parse_advertise)).
+    OptionalAdvertise,
+    /// List of host:port.
+    HostPortList,
+}
+
+const DAY_MS: i64 = 86_400_000;
+const STR: Kind = Kind::Str { non_empty: false };
+const NON_EMPTY_STR: Kind = Kind::Str { non_empty: true };
+
+const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int { min, max }
+}
+
+/// Every key, with how its value is checked. A test keeps this in step with the structs and
+/// with `conf/default.toml`.
+pub(super) const KEYS: &[(&str, Kind)] = &[
+    ("node.id", STR),
+    ("node.role", Kind::Choice(&["origin", "edge"])),
+    ("rtmp.listen", Kind::Listen),
+    ("rtmp.advertise", Kind::OptionalAdvertise),
+    ("rtmp.chunk_size", int(128, 65_536)),
+    ("rtmp.max_chunk_size", int(128, 16_777_215)),
+    ("rtmp.max_message_size", int(1024, 16_777_215)),
+    ("rtmp.max_connections", int(1, 1_000_000)),
+    ("rtmp.max_streams_per_connection", int(1, 65_535)),
+    ("rtmp.handshake_timeout_ms", int(1, DAY_MS)),
+    ("rtmp.idle_timeout_ms", int(1, DAY_MS)),
+    ("rtmp.gop_cache_max_bytes", int(0, 1 << 30)),
+    ("rtmp.player_queue_messages", int(1, 1 << 20)),
+    ("rtmp.player_write_timeout_ms", int(1, DAY_MS)),
+    ("rtmp.merge_write_ms", int(0, 1000)),
+    ("rtmp.proxy_protocol", Kind::Bool),
+    ("http.listen", Kind::Listen),
+    ("cluster.gossip_listen", Kind::Listen),
+    ("cluster.gossip_advertise", Kind::OptionalAdvertise),
+    ("cluster.seeds", Kind::HostPortList),
+    ("cluster.secret", STR),
+    ("cluster.cluster_id", NON_EMPTY_STR),
+    ("edge.play", Kind::Choice(&["proxy", "redirect"])),
+    ("edge.publish", Kind::Choice(&["proxy", "redirect"])),
+    // At most 3 tiers: a relay chain is cut after `relay::MAX_HOPS` (3) pulls.
+    ("edge.tier", int(1, 3)),
+    ("log.level", NON_EMPTY_STR),
+    ("log.format", Kind::Choice(&["text", "json"])),
+];
+
+/// The [`Kind`] of a dotted key; `None` for a key that does not exist.
+pub(super) fn kind_of(key: &str) -> Option<Kind> {
+    KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+}
+
+/// True when `name` is a section (`rtmp`): the part before the dot of some key.
+pub(super) fn is_section(name: &str) -> bool {
+    KEYS.iter().any(|(k, _)| {
+        k.split_once('.')
+            .is_some_and(|(section, _)| section == name)
+    })
+}
