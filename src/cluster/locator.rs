@@ -12,6 +12,13 @@
 //! origin had heard of the old claim, independent of clock skew; if it had not, the later wall
 //! clock wins; an exact tie goes to the larger node id. Claims of dead or leaving nodes are not
 //! in the view at all, so a dead origin's streams disappear with its membership.
+//!
+//! Bounded loads: an unclaimed stream goes to the first origin clockwise from its point that is
+//! not over the bound. That is the owner in the ring of only the origins under the bound (the
+//! same points, fewer members), so the locator keeps that second ring and looks up there: a
+//! binary search, where walking the full ring (`Ring::successors`) copies it per lookup
+//! (BENCHMARKS.md). The second ring is built with the view, off the RTMP runtime, and reused
+//! while the set of origins under the bound stays the same.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -72,23 +79,38 @@ pub struct Locator {
     ring_rtmp: HashMap<String, String>,
     /// Ring members over the load bound: skipped for unclaimed streams.
     over_bound: HashSet<String>,
+    /// The ring of the members not in `over_bound` (`ring` itself when none is).
+    under_bound: Arc<Ring>,
 }
 
 impl Locator {
-    /// `ring_load`: the advertised load of each ring member (absent = none).
+    /// `ring_load`: the advertised load of each ring member (absent = none). `reuse`: a ring
+    /// of members under the bound from an earlier view, taken if its members are still those.
     pub(crate) fn new(
         mut claimants: Vec<Claimant>,
         ring: Arc<Ring>,
         ring_rtmp: HashMap<String, String>,
         ring_load: &HashMap<String, Load>,
+        reuse: &Arc<Ring>,
     ) -> Locator {
         claimants.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         let over_bound = over_bound(ring.members(), ring_load);
+        let under_bound = if over_bound.is_empty() {
+            ring.clone()
+        } else {
+            let under = || ring.members().iter().filter(|id| !over_bound.contains(*id));
+            if reuse.members().iter().eq(under()) {
+                reuse.clone()
+            } else {
+                Arc::new(Ring::new(under().cloned()))
+            }
+        };
         Locator {
             claimants,
             ring,
             ring_rtmp,
             over_bound,
+            under_bound,
         }
     }
 
@@ -101,10 +123,10 @@ impl Locator {
                 source: Source::Gossip,
             });
         }
+        // The first origin clockwise under the bound; the plain owner if every one is over.
         let owner = self
-            .ring
-            .successors(stream)
-            .find(|id| !self.over_bound.contains(*id))
+            .under_bound
+            .owner(stream)
             .or_else(|| self.ring.owner(stream))?;
         Some(Location {
             node_id: owner.to_string(),
@@ -168,6 +190,11 @@ impl Locator {
     /// The ring this locator falls back to.
     pub fn ring(&self) -> &Ring {
         &self.ring
+    }
+
+    /// The ring of members under the load bound, for the next view's [`Locator::new`].
+    pub(crate) fn under_bound(&self) -> &Arc<Ring> {
+        &self.under_bound
     }
 
     /// Whether `node_id` is over the load bound (skipped for unclaimed streams).
@@ -247,6 +274,7 @@ mod tests {
             Arc::new(Ring::new(ring.iter().copied())),
             ring_rtmp,
             &HashMap::new(),
+            &Arc::default(),
         )
     }
 
@@ -331,7 +359,13 @@ mod tests {
         let streams: Vec<String> = (0..300).map(|i| format!("live/b-{i}")).collect();
         let with = |loads: &[(&str, Load)]| {
             let loads = loads.iter().map(|(id, l)| (id.to_string(), *l)).collect();
-            Locator::new(Vec::new(), ring.clone(), rtmp.clone(), &loads)
+            Locator::new(
+                Vec::new(),
+                ring.clone(),
+                rtmp.clone(),
+                &loads,
+                &Arc::default(),
+            )
         };
         let owners = |loc: &Locator| -> Vec<String> {
             streams
@@ -381,10 +415,57 @@ mod tests {
             &[("origin-1".to_string(), loaded(0, 50_000_000))]
                 .into_iter()
                 .collect(),
+            &Arc::default(),
         );
         assert_eq!(
             claimed.locate("live/b-0").map(|l| l.node_id),
             Some("origin-1".into())
         );
+    }
+
+    #[test]
+    fn the_ring_under_the_bound_answers_like_the_walk_past_overloaded_origins() {
+        let members: Vec<String> = (0..20).map(|i| format!("origin-{i}")).collect();
+        let ring = Arc::new(Ring::new(members.clone()));
+        let rtmp: HashMap<String, String> = members
+            .iter()
+            .map(|id| (id.clone(), format!("{id}:1935")))
+            .collect();
+        let mut previous = Locator::default();
+        // The first `p` origins hold 10 publishers each, the next `e` 10 Mb/s of egress each,
+        // the rest nothing: `p` + `e` origins over the bound, until all 20 are.
+        let split = |p: usize, e: usize| -> HashMap<String, Load> {
+            let load = |i: usize| match i {
+                i if i < p => loaded(10, 0),
+                i if i < p + e => loaded(0, 10_000_000),
+                _ => loaded(0, 0),
+            };
+            members
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), load(i)))
+                .collect()
+        };
+        let rounds = [(0, 0), (1, 0), (2, 1), (2, 1), (8, 7), (10, 10)];
+        for (round, (p, e)) in rounds.into_iter().enumerate() {
+            let loads = split(p, e);
+            let reuse = previous.under_bound();
+            let loc = Locator::new(Vec::new(), ring.clone(), rtmp.clone(), &loads, reuse);
+            let over = members.iter().filter(|m| loc.is_over_bound(m)).count();
+            assert_eq!(over, p + e, "round {round}");
+            if round == 3 {
+                assert!(Arc::ptr_eq(loc.under_bound(), previous.under_bound()));
+            }
+            for i in 0..500 {
+                let stream = format!("live/u-{i}");
+                let walked = ring
+                    .successors(&stream)
+                    .find(|id| !loc.is_over_bound(id))
+                    .or_else(|| ring.owner(&stream));
+                let located = loc.locate(&stream).map(|l| l.node_id);
+                assert_eq!(located.as_deref(), walked, "round {round} {stream}");
+            }
+            previous = loc;
+        }
     }
 }

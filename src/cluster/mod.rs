@@ -58,7 +58,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use locator::{Location, Locator, Source};
-pub use ring::{Ring, VNODES};
+pub use ring::{Ring, RingHasher, VNODES};
 pub use simnet::{SimNetwork, SimStats};
 pub use state::{valid_stream_name, MAX_STREAM_NAME};
 pub use transport::{GossipStats, MAX_DATAGRAM};

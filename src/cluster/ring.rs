@@ -2,23 +2,39 @@
 //! tier of edges that higher tiers pull through: `tiers`).
 //!
 //! Owns: the hash function, virtual-node placement and the owner lookup. Must never: depend on
-//! the order members were added, hash through `std::hash::Hash` (its byte stream is not a stable
-//! format), or mix origins and edges (callers pass only live, ready, non-draining origins, or
-//! only the edges of one tier).
+//! the order members were added, feed the hasher anything but explicit bytes (std's `Hash`
+//! appends `0xff` to a `str` and prefixes slices with their length, and is no stable format),
+//! or mix origins and edges (callers pass only live, ready, non-draining origins, or only the
+//! edges of one tier).
 //!
-//! Hash: SipHash-2-4 with fixed keys over explicit bytes (`siphasher` crate). SipHash is a
-//! published, stable function with strong mixing on short, similar inputs ("origin-1#7" vs
-//! "origin-1#8"), where FNV-1a clusters; xxh3 would be faster, but the ring is rebuilt only on
-//! membership changes and looked up once per stream relocation, so speed does not matter here
-//! and stability does. Changing the keys, the point encoding or [`VNODES`] moves streams:
-//! the golden-vector test pins them.
+//! Crate: `hashring`, the one the design names, holds the points, sorts them and answers
+//! lookups. It hashes nodes and keys through `Hash` with a `BuildHasher` of our choice, so
+//! [`RingHasher`] builds SipHash-2-4 with the ring's fixed keys (from `siphasher`: hashring's
+//! default hasher has zero keys and cannot take ours), and [`VNode`] and [`StreamKey`] write
+//! only their bytes. SipHash is a published, stable function with strong mixing on short,
+//! similar inputs ("origin-1#7" vs "origin-1#8"), where FNV-1a clusters. Changing the keys, the
+//! point encoding or [`VNODES`] moves streams: the golden-vector test pins them.
 //!
 //! Points: each member gets [`VNODES`] points `hash(node_id || 0x00 || vnode as u32 BE)`; a
 //! stream belongs to the first point at or after `hash(stream)`, wrapping around. Points are
-//! sorted by (hash, node id, vnode), so even a 64-bit collision resolves the same everywhere.
-//! 160 virtual nodes give a spread of about 1/sqrt(160) = 8% per origin (measured max/avg keys
-//! per origin: see the balance test and the benchmark).
+//! added in (node id, vnode) order in one `batch_add`, whose sort is stable, so they stand in
+//! (hash, node id, vnode) order, as the hand-written ring before sorted them, and even a 64-bit
+//! collision between points resolves the same everywhere (one caveat: [`Ring::owner`]). 160
+//! virtual nodes give a spread of about 1/sqrt(160) = 8% per origin (measured max/avg keys per
+//! origin: see the balance test and the benchmark).
+//!
+//! Cost: [`Ring::owner`] is a binary search, as before. hashring 0.3 has no iterator over a
+//! ring with our hasher, and its `get_with_replicas` returns a rotated copy of the whole ring,
+//! so [`Ring::successors`] costs O(members x VNODES) per call (4 ms at 1,000 members, against
+//! 0.16 µs for the old ring's walk). The locator therefore does not walk: it looks a stream up
+//! in a second ring of only the origins under the load bound (see `locator`). Numbers:
+//! BENCHMARKS.md, `benches/ring_lookup.rs`.
 
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use hashring::HashRing;
 use siphasher::sip::SipHasher24;
 
 /// Virtual nodes per origin.
@@ -27,26 +43,98 @@ pub const VNODES: u32 = 160;
 const RING_KEY_0: u64 = u64::from_le_bytes(*b"ringcast");
 const RING_KEY_1: u64 = u64::from_le_bytes(*b"ring-v1\0");
 
-/// SipHash-2-4 of `bytes` with the ring's fixed keys.
-pub fn ring_hash(bytes: &[u8]) -> u64 {
-    SipHasher24::new_with_keys(RING_KEY_0, RING_KEY_1).hash(bytes)
+/// Builds the ring's hasher: SipHash-2-4 with the ring's fixed keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingHasher;
+
+impl BuildHasher for RingHasher {
+    type Hasher = SipHasher24;
+
+    fn build_hasher(&self) -> SipHasher24 {
+        SipHasher24::new_with_keys(RING_KEY_0, RING_KEY_1)
+    }
 }
 
-fn point_hash(node_id: &str, vnode: u32) -> u64 {
-    let mut bytes = Vec::with_capacity(node_id.len() + 5);
-    bytes.extend_from_slice(node_id.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(&vnode.to_be_bytes());
-    ring_hash(&bytes)
+/// SipHash-2-4 of `bytes` with the ring's fixed keys, as the ring computes it.
+#[cfg(test)]
+fn ring_hash(bytes: &[u8]) -> u64 {
+    RingHasher.build_hasher().hash(bytes)
+}
+
+/// A stream name as the ring hashes it: its bytes and nothing else.
+#[derive(Debug, Clone, Copy)]
+struct StreamKey<'a>(&'a str);
+
+impl Hash for StreamKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.0.as_bytes());
+    }
+}
+
+/// One virtual node: hashes as `node_id || 0x00 || vnode (u32 BE)`.
+#[derive(Debug, Clone)]
+struct VNode {
+    /// Cloned by every walk (hashring copies the ring), hence shared rather than a `String`.
+    id: Arc<str>,
+    /// Index into [`Ring::members`].
+    member: u32,
+    vnode: u32,
+}
+
+impl Hash for VNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // SipHash streams its input, so three writes hash like their concatenation (tested).
+        state.write(self.id.as_bytes());
+        state.write(&[0]);
+        state.write(&self.vnode.to_be_bytes());
+    }
+}
+
+/// Sorted, deduplicated `members` and their points, hashed by `hasher`.
+fn build<I, S, H>(members: I, hasher: H) -> (Vec<String>, HashRing<VNode, H>)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+    H: BuildHasher,
+{
+    let mut members: Vec<String> = members.into_iter().map(Into::into).collect();
+    members.sort();
+    members.dedup();
+    let mut vnodes = Vec::with_capacity(members.len() * VNODES as usize);
+    for (index, id) in members.iter().enumerate() {
+        let id: Arc<str> = Arc::from(id.as_str());
+        let member = u32::try_from(index).unwrap_or(u32::MAX);
+        for vnode in 0..VNODES {
+            let id = id.clone();
+            vnodes.push(VNode { id, member, vnode });
+        }
+    }
+    // In (node id, vnode) order, and batch_add sorts by hash with a stable sort (one sort;
+    // `add` would re-sort per point): equal hashes keep this order on every node.
+    let mut ring = HashRing::with_hasher(hasher);
+    ring.batch_add(vnodes);
+    (members, ring)
+}
+
+/// Every member once, in the order of `walk` (a run of points).
+fn distinct<'a>(members: &'a [String], walk: Vec<VNode>) -> impl Iterator<Item = &'a str> + 'a {
+    let mut seen = vec![false; members.len()];
+    walk.into_iter().filter_map(move |point| {
+        let index = point.member as usize;
+        if std::mem::replace(seen.get_mut(index)?, true) {
+            return None;
+        }
+        members.get(index).map(String::as_str)
+    })
 }
 
 /// An immutable ring; build a new one when membership changes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Ring {
     /// Sorted, deduplicated member ids.
     members: Vec<String>,
-    /// (point, index into `members`), sorted by (point, member id, vnode).
-    points: Vec<(u64, u32)>,
+    /// [`VNODES`] points per member.
+    points: HashRing<VNode, RingHasher>,
 }
 
 impl Ring {
@@ -56,54 +144,31 @@ impl Ring {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut members: Vec<String> = members.into_iter().map(Into::into).collect();
-        members.sort();
-        members.dedup();
-        let mut points: Vec<(u64, u32, u32)> = Vec::with_capacity(members.len() * VNODES as usize);
-        for (index, member) in members.iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            for vnode in 0..VNODES {
-                points.push((point_hash(member, vnode), index, vnode));
-            }
-        }
-        // Member indexes follow the sorted ids, so (point, index, vnode) orders like
-        // (point, member id, vnode).
-        points.sort_unstable();
-        Ring {
-            members,
-            points: points
-                .into_iter()
-                .map(|(point, index, _)| (point, index))
-                .collect(),
-        }
+        let (members, points) = build(members, RingHasher);
+        Ring { members, points }
     }
 
     /// The member owning `key`, or `None` if the ring is empty.
+    ///
+    /// Caveat: were `hash(key)` exactly the hash of two or more points (a 64-bit collision
+    /// between points, about 1 in 10^9 for 1,000 members, and then a key hitting that very
+    /// value, 1 in 2^64 per key), hashring's binary search returns one of them: the same on
+    /// every node of one build, but not necessarily the first, which the old ring returned, and
+    /// a `std` with another binary search could pick another.
     pub fn owner(&self, key: &str) -> Option<&str> {
-        self.owner_of_hash(ring_hash(key.as_bytes()))
-    }
-
-    fn owner_of_hash(&self, hash: u64) -> Option<&str> {
-        let at = self.points.partition_point(|(point, _)| *point < hash);
-        let (_, index) = self.points.get(at).or_else(|| self.points.first())?;
-        self.members.get(*index as usize).map(String::as_str)
+        self.points.get(&StreamKey(key)).map(|point| &*point.id)
     }
 
     /// Every member once, in ring order from `key`'s point: the owner first, then each next
     /// distinct member clockwise (the bounded-load walk). Empty if the ring is.
+    ///
+    /// Copies the whole ring (hashring's `get_with_replicas`): O(members x [`VNODES`]), so
+    /// not for a lookup path; the owner in a ring without the members to skip is the same
+    /// answer for a binary search (what `Locator` does).
     pub fn successors(&self, key: &str) -> impl Iterator<Item = &str> + '_ {
-        let hash = ring_hash(key.as_bytes());
-        let start = self.points.partition_point(|(point, _)| *point < hash);
-        let points = self.points.len();
-        let mut seen = vec![false; self.members.len()];
-        (0..points).filter_map(move |step| {
-            let (_, index) = self.points.get((start + step) % points)?;
-            let seen = seen.get_mut(*index as usize)?;
-            if std::mem::replace(seen, true) {
-                return None;
-            }
-            self.members.get(*index as usize).map(String::as_str)
-        })
+        // More replicas than points: hashring returns each point once.
+        let walk = self.points.get_with_replicas(&StreamKey(key), usize::MAX);
+        distinct(&self.members, walk.unwrap_or_default())
     }
 
     /// Sorted member ids.
@@ -113,6 +178,33 @@ impl Ring {
 
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+}
+
+impl Default for Ring {
+    fn default() -> Ring {
+        Ring {
+            members: Vec::new(),
+            points: HashRing::with_hasher(RingHasher),
+        }
+    }
+}
+
+/// The points are a function of the members.
+impl PartialEq for Ring {
+    fn eq(&self, other: &Ring) -> bool {
+        self.members == other.members
+    }
+}
+
+impl Eq for Ring {}
+
+impl fmt::Debug for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("members", &self.members)
+            .field("points", &self.points.len())
+            .finish()
     }
 }
 
@@ -267,5 +359,140 @@ mod tests {
             assert_eq!(walk.iter().collect::<HashSet<_>>().len(), 7);
         }
         assert_eq!(Ring::default().successors("live/x").count(), 0);
+    }
+
+    fn point_bytes(id: &str, vnode: u32) -> Vec<u8> {
+        let mut bytes = id.as_bytes().to_vec();
+        bytes.push(0);
+        bytes.extend_from_slice(&vnode.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn points_and_keys_hash_exactly_their_bytes() {
+        let sip = |bytes: &[u8]| SipHasher24::new_with_keys(RING_KEY_0, RING_KEY_1).hash(bytes);
+        // Ids of every length around SipHash's 8-byte blocks, so the three writes of a point
+        // cross block boundaries at every offset.
+        for len in 0..=20 {
+            let id: String = "origin-0123456789abcdef".chars().take(len).collect();
+            let arc: Arc<str> = Arc::from(id.as_str());
+            for vnode in [0, 1, 159, 0x0102_0304, u32::MAX] {
+                let point = VNode {
+                    id: arc.clone(),
+                    member: 0,
+                    vnode,
+                };
+                let bytes = point_bytes(&id, vnode);
+                assert_eq!(RingHasher.hash_one(&point), sip(&bytes), "{id:?} #{vnode}");
+                assert_eq!(ring_hash(&bytes), sip(&bytes));
+            }
+            assert_eq!(RingHasher.hash_one(StreamKey(&id)), sip(id.as_bytes()));
+        }
+        // What `StreamKey` is for: std's `Hash` for `str` appends 0xff.
+        assert_ne!(RingHasher.hash_one("live/a"), ring_hash(b"live/a"));
+    }
+
+    /// The ring as it was built before hashring: every point, sorted by (hash, node id, vnode).
+    fn sorted_points(members: &[String], hash: impl Fn(&[u8]) -> u64) -> Vec<(u64, &str, u32)> {
+        let mut points: Vec<(u64, &str, u32)> = members
+            .iter()
+            .flat_map(|id| (0..VNODES).map(move |vnode| (id.as_str(), vnode)))
+            .map(|(id, vnode)| (hash(&point_bytes(id, vnode)), id, vnode))
+            .collect();
+        points.sort_unstable();
+        points
+    }
+
+    /// Every point of `ring` clockwise from `key`'s, as (node id, vnode).
+    fn walk<H: BuildHasher>(ring: &HashRing<VNode, H>, key: &str) -> Vec<(String, u32)> {
+        let points = ring.get_with_replicas(&StreamKey(key), usize::MAX);
+        points
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.id.to_string(), p.vnode))
+            .collect()
+    }
+
+    #[test]
+    fn owners_and_walks_are_those_of_the_sorted_point_list() {
+        for n in [1usize, 2, 7, 50] {
+            let ring = Ring::new(origins(n));
+            let points = sorted_points(ring.members(), ring_hash);
+            for i in 0..2_000 {
+                let key = format!("live/k-{i}");
+                // First point at or after the key's hash, wrapping around.
+                let at = points.partition_point(|(hash, _, _)| *hash < ring_hash(key.as_bytes()));
+                let expected = points.get(at).or(points.first()).map(|p| p.1);
+                assert_eq!(ring.owner(&key), expected, "n={n} {key}");
+                if i < 50 {
+                    let mut seen = HashSet::new();
+                    let old: Vec<&str> = (0..points.len())
+                        .map(|step| points[(at + step) % points.len()].1)
+                        .filter(|id| seen.insert(*id))
+                        .collect();
+                    assert_eq!(
+                        ring.successors(&key).collect::<Vec<_>>(),
+                        old,
+                        "n={n} {key}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// SipHash cut to its top 4 bits: 16 values, so most points collide.
+    #[derive(Clone, Copy)]
+    struct Colliding;
+
+    struct CollidingHasher(SipHasher24);
+
+    impl Hasher for CollidingHasher {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.write(bytes);
+        }
+        fn finish(&self) -> u64 {
+            self.0.finish() >> 60
+        }
+    }
+
+    impl BuildHasher for Colliding {
+        type Hasher = CollidingHasher;
+        fn build_hasher(&self) -> CollidingHasher {
+            CollidingHasher(RingHasher.build_hasher())
+        }
+    }
+
+    #[test]
+    fn equal_hashes_stand_in_node_id_and_vnode_order_whatever_the_insertion_order() {
+        let weak = |bytes: &[u8]| {
+            let mut hasher = Colliding.build_hasher();
+            hasher.write(bytes);
+            hasher.finish()
+        };
+        let sorted: Vec<(String, u32)> = sorted_points(&origins(10), weak)
+            .into_iter()
+            .map(|(_, id, vnode)| (id.to_string(), vnode))
+            .collect();
+        let base = build(origins(10), Colliding).1;
+        let mut rng = StdRng::seed_from_u64(16);
+        for round in 0..10 {
+            let mut shuffled = origins(10);
+            shuffled.shuffle(&mut rng);
+            let (_, ring) = build(shuffled, Colliding);
+            for i in 0..20 {
+                let key = format!("live/c-{i}");
+                // The ring holds the sorted list, rotated to the key's point.
+                let walk = walk(&ring, &key);
+                let start = sorted.iter().position(|p| Some(p) == walk.first());
+                let mut rotated = sorted.clone();
+                rotated.rotate_left(start.unwrap_or(0));
+                assert_eq!(walk, rotated, "round {round} {key}");
+                // Every node picks the same point, even on an exact hit of a collided hash.
+                let owner = |r: &HashRing<VNode, Colliding>| {
+                    r.get(&StreamKey(&key)).map(|p| (p.id.clone(), p.vnode))
+                };
+                assert_eq!(owner(&ring), owner(&base), "round {round} {key}");
+            }
+        }
     }
 }

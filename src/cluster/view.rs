@@ -141,6 +141,8 @@ pub(crate) struct ViewBuilder {
     /// (id, max version, live) of every known node at the last rebuild.
     fingerprint: Vec<(ChitchatId, u64, bool)>,
     ring: Arc<Ring>,
+    /// The last locator's ring of origins under the load bound (see `locator`).
+    under_bound: Arc<Ring>,
     tiers: EdgeTiers,
     version: u64,
     built_once: bool,
@@ -258,7 +260,14 @@ impl ViewBuilder {
             .filter(|(_, count)| *count > 1)
             .map(|(id, _)| id.to_string())
             .collect();
-        let locator = Locator::new(claimants, self.ring.clone(), ring_rtmp, &ring_load);
+        let locator = Locator::new(
+            claimants,
+            self.ring.clone(),
+            ring_rtmp,
+            &ring_load,
+            &self.under_bound,
+        );
+        self.under_bound = locator.under_bound().clone();
         for node in &mut nodes {
             node.over_load_bound = locator.is_over_bound(&node.id);
         }
