@@ -73,6 +73,7 @@ start_ringcast() { # [merge_write_ms]
 listen = "127.0.0.1:$RINGCAST_PORT"
 chunk_size = 4096
 max_connections = 20000
+max_connections_per_ip = 0
 merge_write_ms = ${1:-100}
 [log]
 level = "warn"

@@ -33,6 +33,9 @@ use crate::relay::{Mode, Relays};
 use crate::rtmp::chunk::ReaderLimits;
 use crate::server::{RateMeter, RtmpServer, SessionLimits, Traffic};
 
+/// A publisher silent this long may be taken over by a new publisher of its stream.
+const STALE_PUBLISHER: Duration = Duration::from_secs(1);
+
 /// How long sessions get to say goodbye after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -78,6 +81,10 @@ pub fn hub_config(cfg: &Config) -> HubConfig {
         chunk_size: cfg.rtmp.chunk_size as usize,
         gop_cache_max_bytes: cfg.rtmp.gop_cache_max_bytes,
         queue_messages: cfg.rtmp.player_queue_messages,
+        max_waiting_streams: cfg.rtmp.max_waiting_streams,
+        // An encoder sends tens of messages a second: one silent for a second is stalled, and
+        // a new publisher of its stream is most likely the same encoder reconnecting.
+        stale_publisher: STALE_PUBLISHER.min(cfg.rtmp.publish_idle_timeout()),
     }
 }
 
@@ -87,6 +94,8 @@ pub fn session_limits(cfg: &Config) -> SessionLimits {
         reader: ReaderLimits {
             max_chunk_size: cfg.rtmp.max_chunk_size as usize,
             max_message_size,
+            max_command_size: cfg.rtmp.max_command_size as usize,
+            max_data_size: cfg.rtmp.max_data_size as usize,
             // Room for one maximal message plus the small interleaved ones beside it.
             max_buffered: max_message_size + (1 << 20),
             max_chunk_streams: 64,
@@ -98,6 +107,8 @@ pub fn session_limits(cfg: &Config) -> SessionLimits {
         write_timeout: cfg.rtmp.player_write_timeout(),
         merge_write: cfg.rtmp.merge_write(),
         proxy_protocol: cfg.rtmp.proxy_protocol,
+        publish_idle_timeout: cfg.rtmp.publish_idle_timeout(),
+        max_connections_per_ip: cfg.rtmp.max_connections_per_ip,
     }
 }
 
@@ -216,10 +227,10 @@ fn hub_load(hub: &Hub) -> (Load, BTreeSet<String>) {
     let mut load = Load::default();
     let mut publishing = BTreeSet::new();
     for stream in hub.streams() {
-        load.players += stream.players as u64;
+        load.players = load.players.saturating_add(stream.players as u64);
         // A stream this node pulls from another origin is held there, not here.
         if stream.publishing && !stream.relayed {
-            load.publishers += 1;
+            load.publishers = load.publishers.saturating_add(1);
             publishing.insert(stream.key);
         }
     }
@@ -302,6 +313,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         relays: OnceLock::new(),
         health: health.clone(),
         traffic: server.context().traffic.clone(),
+        early_log: server.context().early_log.clone(),
     });
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(crate::http::serve(
@@ -343,6 +355,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             advertise_addr(&cfg.rtmp.advertise, rtmp_addr),
             mode(cfg.edge.play),
             mode(cfg.edge.publish),
+            cfg.cluster.max_pulls,
         );
         let _ = server.context().relays.set(relays.clone());
         let _ = http_state.relays.set(relays.clone());
@@ -428,7 +441,7 @@ mod tests {
     async fn settings_follow_the_config() {
         let env: Vec<(String, String)> = [
             ("RINGCAST_NODE__ID", "origin-3"),
-            ("RINGCAST_CLUSTER__SECRET", "k"),
+            ("RINGCAST_CLUSTER__SECRET", "k-0123456789abcdef"),
             ("RINGCAST_CLUSTER__SEEDS", "origin-0:7946,origin-1:7946"),
             ("RINGCAST_CLUSTER__GOSSIP_LISTEN", "127.0.0.1:0"),
             ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "127.0.0.1:0"),
@@ -451,7 +464,7 @@ mod tests {
         assert_eq!(s.gossip_listen, addr("127.0.0.1:0"));
         assert_eq!(s.seeds, ["origin-0:7946", "origin-1:7946"]);
         assert_eq!(s.cluster_id, "blue");
-        assert_eq!(s.secret, "k");
+        assert_eq!(s.secret, "k-0123456789abcdef");
 
         let mut cfg = cfg;
         cfg.cluster.gossip_advertise = "localhost:7946".into();

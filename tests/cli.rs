@@ -76,6 +76,8 @@ fn bad_values_exit_2_naming_the_key() {
     assert!(err.contains("/nonexistent/ringcast.toml"), "{err}");
 }
 
+/// Every example in `conf/` passes `--check-config`; those that join a cluster only with a
+/// real secret in the environment: their placeholder secret is refused as it is.
 #[test]
 fn every_example_in_conf_passes_check_config() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
@@ -86,7 +88,20 @@ fn every_example_in_conf_passes_check_config() {
             continue;
         }
         let file = path.to_string_lossy().to_string();
-        let (code, out, err) = ringcast(&["--check-config", "-c", &file], &[]);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let secret = [(
+            "RINGCAST_CLUSTER__SECRET",
+            "an-operator-secret-0123456789abcdef",
+        )];
+        let env: &[(&str, &str)] = if text.contains("secret = \"replace-me\"") {
+            let (code, _, err) = ringcast(&["--check-config", "-c", &file], &[]);
+            assert_eq!(code, 2, "{file}: the placeholder secret must be refused");
+            assert!(err.contains("cluster.secret"), "{file}: {err}");
+            &secret
+        } else {
+            &[]
+        };
+        let (code, out, err) = ringcast(&["--check-config", "-c", &file], env);
         assert_eq!(code, 0, "{file}: {err}");
         let v: toml::Value = toml::from_str(&out).expect("prints TOML");
         let role = v["node"]["role"].as_str().unwrap_or_default().to_string();

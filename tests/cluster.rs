@@ -211,7 +211,13 @@ async fn a_node_with_the_wrong_secret_is_never_listed_and_its_datagrams_are_coun
         .iter()
         .filter_map(|(_, n)| n.gossip.clone())
         .collect();
-    let stranger = start_node("intruder", "origin", "not-the-secret", &seeds).await;
+    let stranger = start_node(
+        "intruder",
+        "origin",
+        "not-the-secret-of-this-cluster",
+        &seeds,
+    )
+    .await;
 
     // For several seconds (many gossip rounds of the stranger's SYNs to both seeds).
     let watch_until = Instant::now() + 5 * SEC;
@@ -431,20 +437,20 @@ async fn cluster_config_errors_exit_2_naming_the_key() {
         ),
         (
             &[
-                ("RINGCAST_CLUSTER__SECRET", "k"),
+                ("RINGCAST_CLUSTER__SECRET", "k-0123456789abcdef"),
                 ("RINGCAST_CLUSTER__GOSSIP_ADVERTISE", "0.0.0.0:7946"),
             ],
             "cluster.gossip_advertise",
             "RINGCAST_CLUSTER__GOSSIP_ADVERTISE",
         ),
         (
-            &[("RINGCAST_CLUSTER__SECRET", "k")],
+            &[("RINGCAST_CLUSTER__SECRET", "k-0123456789abcdef")],
             "cluster.gossip_advertise",
             "wildcard",
         ),
         (
             &[
-                ("RINGCAST_CLUSTER__SECRET", "k"),
+                ("RINGCAST_CLUSTER__SECRET", "k-0123456789abcdef"),
                 ("RINGCAST_CLUSTER__GOSSIP_LISTEN", "127.0.0.1:0"),
                 ("RINGCAST_RTMP__ADVERTISE", "[::]:1935"),
             ],
@@ -458,6 +464,16 @@ async fn cluster_config_errors_exit_2_naming_the_key() {
             ],
             "cluster.seeds",
             "set cluster.secret",
+        ),
+        (
+            &[("RINGCAST_CLUSTER__SECRET", "short")],
+            "cluster.secret",
+            "use at least 16",
+        ),
+        (
+            &[("RINGCAST_CLUSTER__SECRET", "replace-me")],
+            "cluster.secret",
+            "placeholder",
         ),
     ];
     for (env, key, detail) in cases {

@@ -108,8 +108,12 @@ pub struct ClientOptions {
     pub hops: u32,
     /// Chunk size we announce and send with.
     pub chunk_size: usize,
+    /// Bounds each step: TCP connect + handshake + `connect`, createStream, play, publish.
     pub timeout: Duration,
     pub limits: ReaderLimits,
+    /// TCP keepalive probes on the socket (relays: a peer that vanishes without a FIN or RST,
+    /// a hung host or a partition, is noticed even while nothing is being sent).
+    pub keepalive: bool,
 }
 
 impl Default for ClientOptions {
@@ -120,6 +124,7 @@ impl Default for ClientOptions {
             chunk_size: 4096,
             timeout: Duration::from_secs(10),
             limits: ReaderLimits::default(),
+            keepalive: false,
         }
     }
 }
@@ -154,6 +159,9 @@ impl RtmpClient {
             .await
             .map_err(|e| ClientError::Connect(url.authority(), e))?;
         socket.set_nodelay(true)?;
+        if opts.keepalive {
+            set_keepalive(&socket)?;
+        }
         let (mut hs, c0c1) = Handshake::client()?;
         socket.write_all(&c0c1).await?;
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
@@ -283,6 +291,13 @@ impl RtmpClient {
     }
 
     pub async fn create_stream(&mut self) -> Result<u32, ClientError> {
+        let limit = self.opts.timeout;
+        tokio::time::timeout(limit, self.create_stream_inner())
+            .await
+            .map_err(|_| ClientError::Timeout("createStream"))?
+    }
+
+    async fn create_stream_inner(&mut self) -> Result<u32, ClientError> {
         let result = self
             .call_and_wait("createStream", Amf0Value::Null, vec![])
             .await?;
@@ -291,9 +306,17 @@ impl RtmpClient {
         Ok(id)
     }
 
-    /// createStream + play; returns once the server says `NetStream.Play.Start`.
+    /// createStream + play; returns once the server says `NetStream.Play.Start`. Each of
+    /// the two calls is bounded by `ClientOptions::timeout`.
     pub async fn play(&mut self) -> Result<(), ClientError> {
         let sid = self.create_stream().await?;
+        let limit = self.opts.timeout;
+        tokio::time::timeout(limit, self.play_inner(sid))
+            .await
+            .map_err(|_| ClientError::Timeout("play"))?
+    }
+
+    async fn play_inner(&mut self, sid: u32) -> Result<(), ClientError> {
         let name = self.url.stream_with_query();
         let txn = self.next_txn;
         self.next_txn += 1.0;
@@ -327,7 +350,15 @@ impl RtmpClient {
     }
 
     /// releaseStream, FCPublish, createStream, publish(live); returns on `Publish.Start`.
+    /// Bounded by `ClientOptions::timeout` per call.
     pub async fn publish(&mut self) -> Result<(), ClientError> {
+        let limit = self.opts.timeout;
+        tokio::time::timeout(limit, self.publish_inner())
+            .await
+            .map_err(|_| ClientError::Timeout("publish"))?
+    }
+
+    async fn publish_inner(&mut self) -> Result<(), ClientError> {
         let name = self.url.stream_with_query();
         for call in ["releaseStream", "FCPublish"] {
             let txn = self.next_txn;
@@ -568,4 +599,15 @@ impl RtmpClient {
             _ => None,
         })
     }
+}
+
+/// Keepalive probes after 5 s of silence, every 2 s, 3 of them: a vanished peer is given up
+/// about 11 s after the last byte even if nothing is written (relays also watch gossip,
+/// which says so sooner).
+fn set_keepalive(socket: &TcpStream) -> std::io::Result<()> {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(2))
+        .with_retries(3);
+    socket2::SockRef::from(socket).set_tcp_keepalive(&keepalive)
 }

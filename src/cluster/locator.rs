@@ -212,7 +212,11 @@ fn over_bound(members: &[String], loads: &HashMap<String, Load>) -> HashSet<Stri
         return over;
     }
     for measure in dimensions {
-        let total: u64 = members.iter().map(|id| measure(&load(id))).sum();
+        // Adverts come from the network: a sum must not overflow, whatever they say.
+        let total = members
+            .iter()
+            .map(|id| measure(&load(id)))
+            .fold(0u64, u64::saturating_add);
         if total == 0 {
             continue;
         }

@@ -31,6 +31,7 @@
 
 mod codec;
 mod locator;
+mod replay;
 mod ring;
 mod seeds;
 mod simnet;
@@ -370,9 +371,8 @@ impl Cluster {
             wire,
             settings.network.clone(),
             stats.clone(),
-            // Low bits of the generation: a restarted node does not reuse its predecessor's
-            // message ids, so stale fragments never mix with new ones.
-            generation as u32,
+            // The sender id of replay protection: a restart is a new sender.
+            generation,
         );
         let fd = &settings.failure_detection;
         let config = ChitchatConfig {
@@ -743,6 +743,13 @@ mod isolation_tests {
         s
     }
 
+    /// The observer's failure detector: a 2 s silence (phi 12) declares a node dead, so the
+    /// stalled control is always declared dead while a loaded CI machine that delays the
+    /// isolated thread by a few hundred milliseconds does not get it declared dead too.
+    const OBSERVER_PHI: f64 = 12.0;
+    /// Longer than the observer's 2 s, with margin.
+    const STALL: Duration = Duration::from_millis(4_000);
+
     /// Whether `observer` saw `id` not live at any moment during `window` (polled every 50 ms
     /// from a plain thread, so that no runtime of the test is involved).
     fn ever_dead(
@@ -763,7 +770,7 @@ mod isolation_tests {
     }
 
     /// Starts `id` (isolated or on `runtime`) and an isolated observer that has seen it live
-    /// for a few seconds; then blocks `runtime`'s only thread for 2.5 s and reports whether
+    /// for a few seconds; then blocks `runtime`'s only thread for `STALL` and reports whether
     /// the observer declared `id` dead meanwhile.
     fn stall_declares_dead(id: &'static str, isolated: bool) -> bool {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -779,7 +786,9 @@ mod isolation_tests {
             .expect("node starts");
             node.set_ready(true);
             let seed = node.gossip_addr().to_string();
-            let observer = Cluster::start_isolated(settings("observer", id, vec![seed]))
+            let mut observer_settings = settings("observer", id, vec![seed]);
+            observer_settings.failure_detection.phi_threshold = OBSERVER_PHI;
+            let observer = Cluster::start_isolated(observer_settings)
                 .await
                 .expect("observer starts");
             let started = Instant::now();
@@ -794,9 +803,9 @@ mod isolation_tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             (node, observer)
         });
-        let watcher = ever_dead(observer, id, Duration::from_secs(4));
+        let watcher = ever_dead(observer, id, STALL + Duration::from_secs(2));
         // A stalled runtime: what a CPU-bound RTMP runtime looks like to tasks sharing it.
-        runtime.block_on(async { std::thread::sleep(Duration::from_millis(2_500)) });
+        runtime.block_on(async { std::thread::sleep(STALL) });
         let dead = watcher.join().expect("watcher");
         drop(node);
         dead
@@ -807,7 +816,7 @@ mod isolation_tests {
         let shared = std::thread::spawn(|| stall_declares_dead("shared", false));
         assert!(
             !stall_declares_dead("isolated", true),
-            "gossip on its own thread must keep the node alive through a 2.5 s stall"
+            "gossip on its own thread must keep the node alive through a 4 s stall"
         );
         // The control: gossip on the stalled runtime itself is declared dead.
         assert!(

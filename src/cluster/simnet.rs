@@ -41,6 +41,9 @@ struct SimInner {
     isolated: BTreeSet<SocketAddr>,
     stats: SimStats,
     sent_by: HashMap<SocketAddr, u64>,
+    /// Copies of datagrams delivered to these endpoints (at most `.1` each): what an
+    /// eavesdropper captures, to be replayed with `inject`.
+    recording: HashMap<SocketAddr, (Vec<Datagram>, usize)>,
 }
 
 /// Totals since the network was created.
@@ -112,6 +115,20 @@ impl SimNetwork {
         self.deliver(from, to, datagram);
     }
 
+    /// Keeps copies of the next `max` datagrams delivered to `to`.
+    pub fn record(&self, to: SocketAddr, max: usize) {
+        self.lock().recording.insert(to, (Vec::new(), max));
+    }
+
+    /// The datagrams recorded for `to` so far: (sender, bytes).
+    pub fn recorded(&self, to: SocketAddr) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.lock()
+            .recording
+            .get(&to)
+            .map(|(kept, _)| kept.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn bind(&self, mut addr: SocketAddr) -> io::Result<SimEndpoint> {
         let mut inner = self.lock();
         if addr.port() == 0 {
@@ -152,6 +169,10 @@ impl SimNetwork {
                 .is_some_and(|tx| tx.try_send((from, datagram.to_vec())).is_ok());
         if !delivered {
             inner.stats.datagrams_dropped += 1;
+        } else if let Some((kept, max)) = inner.recording.get_mut(&to) {
+            if kept.len() < *max {
+                kept.push((from, datagram.to_vec()));
+            }
         }
     }
 }

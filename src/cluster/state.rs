@@ -304,12 +304,18 @@ impl Advert {
     }
 }
 
-/// Lines of a bucket value; malformed lines are skipped.
+/// A claim stamped further ahead of our clock than this is refused: no node's clock can be
+/// that far ahead (gossip from outside the replay window is not accepted at all), and such a
+/// stamp would beat every later claim of the stream for as long.
+pub(crate) const MAX_CLAIM_AHEAD: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Lines of a bucket value; malformed lines and claims stamped too far ahead are skipped.
 fn claims_in(text: &str) -> impl Iterator<Item = (&str, u64)> + '_ {
-    text.lines().filter_map(|line| {
+    let latest = super::wall_ms().saturating_add(MAX_CLAIM_AHEAD.as_millis() as u64);
+    text.lines().filter_map(move |line| {
         let (stamp, name) = line.split_once(' ')?;
         let stamp = u64::from_str_radix(stamp, 16).ok()?;
-        (!name.is_empty()).then_some((name, stamp))
+        (!name.is_empty() && stamp <= latest).then_some((name, stamp))
     })
 }
 
@@ -375,6 +381,23 @@ mod tests {
             all,
             vec![("app/x y", 7), ("live/a", 0x10), ("live/b", 0x20)]
         );
+    }
+
+    #[test]
+    fn claims_stamped_far_ahead_of_our_clock_are_refused() {
+        let now = crate::cluster::wall_ms();
+        let ahead = MAX_CLAIM_AHEAD.as_millis() as u64;
+        let local = advert(&[
+            ("live/soon", now + 1_000),
+            ("live/forever", now + 2 * ahead),
+        ]);
+        let state = node_state_with(&local.initial_key_values());
+        let Some(parsed) = Advert::parse(&state, None) else {
+            panic!("advert did not parse");
+        };
+        assert_eq!(parsed.claim("live/soon"), Some(now + 1_000));
+        assert_eq!(parsed.claim("live/forever"), None);
+        assert_eq!(parsed.claims().count(), 1);
     }
 
     #[test]

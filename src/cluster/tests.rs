@@ -852,6 +852,30 @@ async fn forged_and_replayed_bytes_do_not_reach_chitchat() -> Result<(), String>
     if after - before != 7 {
         return Err(format!("counted {} of 7 forged datagrams", after - before));
     }
+    // Authentic datagrams captured on the way to origin-0 and sent again are refused as
+    // replays (and are not "bad": their tags are right).
+    sim.net.record(target, 20);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let captured = sim.net.recorded(target);
+    if captured.len() < 5 {
+        return Err(format!("captured only {} datagrams", captured.len()));
+    }
+    let stats = sim.cluster("origin-0")?.gossip_stats();
+    for (from, datagram) in &captured {
+        sim.net.inject(*from, target, datagram);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let replayed = sim.cluster("origin-0")?.gossip_stats();
+    if replayed.replayed - stats.replayed != captured.len() as u64 {
+        return Err(format!(
+            "{} of {} replays refused",
+            replayed.replayed - stats.replayed,
+            captured.len()
+        ));
+    }
+    if replayed.bad_datagrams != stats.bad_datagrams {
+        return Err("replays were counted as bad datagrams".into());
+    }
     sim.run(vec![
         Op::Converge(Duration::ZERO),
         Op::Assert(Box::new(|sim: &Sim| {

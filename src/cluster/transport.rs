@@ -1,25 +1,29 @@
 //! Authenticated gossip transport: chitchat's `Transport` over UDP or over [`SimNetwork`].
 //!
-//! Owns: the frame format, the cluster key, fragmentation, the wire sockets and the counters of
-//! rejected datagrams. Must never: hand chitchat bytes whose tag was not verified first, parse
-//! anything before the tag check, send a datagram larger than [`MAX_DATAGRAM`], or panic on
-//! network input.
+//! Owns: the frame format, the cluster key, fragmentation, replay checks, the wire sockets and
+//! the counters of rejected datagrams. Must never: hand chitchat bytes whose tag was not
+//! verified first, parse anything before the tag check, accept a datagram twice or from
+//! outside the time window (see `replay`), send a datagram larger than [`MAX_DATAGRAM`], or
+//! panic on network input.
 //!
-//! Frame (one datagram):
+//! Frame (one datagram), integers big-endian:
 //!
 //! ```text
-//! "RCG" | version=1 | msg_id u32 BE | fragment index u8 | fragment count u8 | chunk | tag[32]
+//! "RCG" | version=2 | sender u64 | seq u64 | sent_ms u64 | msg_id u32 | fragment index u8
+//!       | fragment count u8 | chunk | tag[32]
 //! tag = HMAC-SHA256(K, every byte before the tag)
 //! K   = HMAC-SHA256(key = secret, "ringcast/gossip/v1\0" || cluster_id)
 //! ```
+//!
+//! `sender` is random per transport (a restart is a new sender), `seq` counts that sender's
+//! datagrams, `sent_ms` is its wall clock: with them the receiver refuses replays (a captured
+//! datagram sent again) and stale captures, see `replay`.
 //!
 //! chitchat fills a message up to 65,507 bytes, so with our 42 bytes of framing a message may
 //! need two datagrams; each fragment carries its own tag and fragments are reassembled per
 //! (sender, msg_id) in a small bounded table. Binding the key to `cluster_id` means a node of
 //! another cluster with the same secret is rejected like a stranger.
 //!
-//! Not covered: replay. A captured datagram can be re-sent; chitchat ignores state it already
-//! has (versions only grow), so a replay costs a reply but cannot change membership.
 
 use std::collections::VecDeque;
 use std::io;
@@ -36,14 +40,19 @@ use sha2::Sha256;
 use tracing::{debug, warn};
 
 use super::codec::EnvelopeCodec;
+use super::replay::ReplayGuard;
 use super::simnet::{SimEndpoint, SimNetwork};
 
 /// Largest UDP payload over IPv4; no datagram we send is larger.
 pub const MAX_DATAGRAM: usize = 65_507;
 
 const MAGIC: &[u8; 3] = b"RCG";
-const FRAME_VERSION: u8 = 1;
-const HEADER_LEN: usize = 3 + 1 + 4 + 1 + 1;
+const FRAME_VERSION: u8 = 2;
+const HEADER_LEN: usize = 3 + 1 + 8 + 8 + 8 + 4 + 1 + 1;
+/// Receive buffer asked of the kernel for the gossip socket, so that a burst of datagrams
+/// (a large cluster's digests arriving together) is not dropped (Linux caps it at
+/// `net.core.rmem_max`).
+const RECV_BUFFER: usize = 4 << 20;
 const TAG_LEN: usize = 32;
 /// Largest message chunk in one datagram.
 const MAX_CHUNK: usize = MAX_DATAGRAM - HEADER_LEN - TAG_LEN;
@@ -101,14 +110,30 @@ pub(crate) enum FrameError {
 /// A verified frame.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Frame<'a> {
+    pub(crate) sender: u64,
+    pub(crate) seq: u64,
+    pub(crate) sent_ms: u64,
     pub(crate) msg_id: u32,
     pub(crate) index: u8,
     pub(crate) count: u8,
     pub(crate) chunk: &'a [u8],
 }
 
+/// Where a sealed datagram says it comes from: the sender, its next sequence number (one per
+/// datagram; advanced by [`seal`]) and its clock.
+pub(crate) struct Origin {
+    pub(crate) sender: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) now_ms: u64,
+}
+
 /// Splits `message` into tagged datagrams; `None` if it needs more than [`MAX_FRAGMENTS`].
-pub(crate) fn seal(key: &GossipKey, msg_id: u32, message: &[u8]) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn seal(
+    key: &GossipKey,
+    origin: &mut Origin,
+    msg_id: u32,
+    message: &[u8],
+) -> Option<Vec<Vec<u8>>> {
     let chunks: Vec<&[u8]> = if message.is_empty() {
         vec![message]
     } else {
@@ -123,6 +148,10 @@ pub(crate) fn seal(key: &GossipKey, msg_id: u32, message: &[u8]) -> Option<Vec<V
             let mut datagram = Vec::with_capacity(HEADER_LEN + chunk.len() + TAG_LEN);
             datagram.extend_from_slice(MAGIC);
             datagram.push(FRAME_VERSION);
+            datagram.extend_from_slice(&origin.sender.to_be_bytes());
+            datagram.extend_from_slice(&origin.next_seq.to_be_bytes());
+            origin.next_seq = origin.next_seq.wrapping_add(1);
+            datagram.extend_from_slice(&origin.now_ms.to_be_bytes());
             datagram.extend_from_slice(&msg_id.to_be_bytes());
             datagram.push(index);
             datagram.push(count);
@@ -149,12 +178,21 @@ pub(crate) fn open<'a>(key: &GossipKey, datagram: &'a [u8]) -> Result<Frame<'a>,
     if &header[0..3] != MAGIC || header[3] != FRAME_VERSION {
         return Err(FrameError::BadHeader);
     }
-    let msg_id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    let (index, count) = (header[8], header[9]);
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[at..at + 8]);
+        u64::from_be_bytes(b)
+    };
+    let (sender, seq, sent_ms) = (u64_at(4), u64_at(12), u64_at(20));
+    let msg_id = u32::from_be_bytes([header[28], header[29], header[30], header[31]]);
+    let (index, count) = (header[32], header[33]);
     if count == 0 || count > MAX_FRAGMENTS || index >= count {
         return Err(FrameError::BadFragment);
     }
     Ok(Frame {
+        sender,
+        seq,
+        sent_ms,
         msg_id,
         index,
         count,
@@ -223,6 +261,7 @@ impl Reassembler {
 #[derive(Debug, Default)]
 pub(crate) struct TransportStats {
     bad_datagrams: AtomicU64,
+    replayed: AtomicU64,
     undecodable: AtomicU64,
     datagrams_sent: AtomicU64,
     bytes_sent: AtomicU64,
@@ -241,6 +280,8 @@ pub struct GossipStats {
     pub bytes_received: u64,
     /// Dropped before chitchat saw them: bad or missing tag, malformed frame.
     pub bad_datagrams: u64,
+    /// Authenticated, but refused as replays or sent outside the time window.
+    pub replayed: u64,
     /// Authenticated, but chitchat could not parse them (version skew).
     pub undecodable: u64,
 }
@@ -257,6 +298,7 @@ impl TransportStats {
             datagrams_received: self.datagrams_received.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             bad_datagrams: self.bad_datagrams.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
             undecodable: self.undecodable.load(Ordering::Relaxed),
         }
     }
@@ -271,7 +313,8 @@ pub(crate) struct AuthTransport {
     /// Where later `open`s bind: this simulated network, or UDP if `None`.
     network: Option<SimNetwork>,
     stats: Arc<TransportStats>,
-    first_msg_id: u32,
+    /// This transport's sender id (see `replay`); also seeds its message ids.
+    sender: u64,
 }
 
 impl AuthTransport {
@@ -280,14 +323,14 @@ impl AuthTransport {
         prebound: Wire,
         network: Option<SimNetwork>,
         stats: Arc<TransportStats>,
-        first_msg_id: u32,
+        sender: u64,
     ) -> AuthTransport {
         AuthTransport {
             key,
             prebound: Mutex::new(Some(prebound)),
             network,
             stats,
-            first_msg_id,
+            sender,
         }
     }
 }
@@ -312,7 +355,13 @@ impl Transport for AuthTransport {
             codec,
             reassembler: Reassembler::default(),
             stats: self.stats.clone(),
-            next_msg_id: self.first_msg_id,
+            // Low bits of the sender: a restarted node does not reuse its predecessor's
+            // message ids, so stale fragments never mix with new ones.
+            next_msg_id: self.sender as u32,
+            sender: self.sender,
+            next_seq: 0,
+            replay: ReplayGuard::default(),
+            warned_skew: false,
             buf: vec![0; MAX_DATAGRAM],
             pending: None,
         }))
@@ -329,7 +378,14 @@ impl Wire {
     pub(crate) async fn bind(addr: SocketAddr, network: Option<&SimNetwork>) -> io::Result<Wire> {
         match network {
             Some(network) => Ok(Wire::Sim(network.bind(addr)?)),
-            None => Ok(Wire::Udp(tokio::net::UdpSocket::bind(addr).await?)),
+            None => {
+                let socket = tokio::net::UdpSocket::bind(addr).await?;
+                if let Err(err) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER)
+                {
+                    debug!(error = %err, "cannot enlarge the gossip receive buffer");
+                }
+                Ok(Wire::Udp(socket))
+            }
         }
     }
 
@@ -366,6 +422,11 @@ struct AuthSocket {
     reassembler: Reassembler,
     stats: Arc<TransportStats>,
     next_msg_id: u32,
+    sender: u64,
+    next_seq: u64,
+    replay: ReplayGuard,
+    /// A clock-skew refusal was logged already (once per socket is enough to say why).
+    warned_skew: bool,
     buf: Vec<u8>,
     /// A verified message whose decode was interrupted (chitchat's loop drops `recv` futures
     /// when its gossip timer fires); decoded first by the next `recv`.
@@ -397,7 +458,14 @@ impl Socket for AuthSocket {
         let message = self.codec.encode(envelope).await?;
         let msg_id = self.next_msg_id;
         self.next_msg_id = self.next_msg_id.wrapping_add(1);
-        let Some(datagrams) = seal(&self.key, msg_id, &message) else {
+        let mut origin = Origin {
+            sender: self.sender,
+            next_seq: self.next_seq,
+            now_ms: super::wall_ms(),
+        };
+        let sealed = seal(&self.key, &mut origin, msg_id, &message);
+        self.next_seq = origin.next_seq;
+        let Some(datagrams) = sealed else {
             anyhow::bail!("gossip message of {} bytes is too large", message.len());
         };
         let mut num_bytes_sent = 0;
@@ -446,6 +514,20 @@ impl Socket for AuthSocket {
                     continue;
                 }
             };
+            if let Err(err) =
+                self.replay
+                    .check(frame.sender, frame.seq, frame.sent_ms, super::wall_ms())
+            {
+                self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                if matches!(err, super::replay::ReplayError::Stale { .. }) && !self.warned_skew {
+                    self.warned_skew = true;
+                    warn!(%from, error = %err, "gossip datagram refused: is this node's clock \
+                        or the sender's off? Clocks must agree within the replay window");
+                } else {
+                    debug!(%from, error = %err, "gossip datagram refused");
+                }
+                continue;
+            }
             self.stats
                 .datagrams_received
                 .fetch_add(1, Ordering::Relaxed);
@@ -467,6 +549,14 @@ mod tests {
         GossipKey::derive("s3cret", "ringcast")
     }
 
+    fn origin() -> Origin {
+        Origin {
+            sender: 42,
+            next_seq: 7,
+            now_ms: 1_700_000_000_000,
+        }
+    }
+
     #[test]
     fn key_depends_on_secret_and_cluster_id() {
         assert_ne!(key().0, GossipKey::derive("s3cret", "other").0);
@@ -478,12 +568,15 @@ mod tests {
     fn seal_open_round_trip_small_and_fragmented() {
         let key = key();
         let small = b"hello chitchat".to_vec();
-        let datagrams = seal(&key, 7, &small).unwrap_or_default();
+        let datagrams = seal(&key, &mut origin(), 7, &small).unwrap_or_default();
         assert_eq!(datagrams.len(), 1);
         let frame = open(&key, &datagrams[0]);
         assert_eq!(
             frame,
             Ok(Frame {
+                sender: 42,
+                seq: 7,
+                sent_ms: 1_700_000_000_000,
                 msg_id: 7,
                 index: 0,
                 count: 1,
@@ -492,8 +585,15 @@ mod tests {
         );
 
         let big: Vec<u8> = (0..MAX_DATAGRAM).map(|i| (i % 251) as u8).collect();
-        let datagrams = seal(&key, 8, &big).unwrap_or_default();
+        let mut fragmented = origin();
+        let datagrams = seal(&key, &mut fragmented, 8, &big).unwrap_or_default();
         assert_eq!(datagrams.len(), 2);
+        assert_eq!(fragmented.next_seq, 9, "one sequence number per datagram");
+        let seqs: Vec<u64> = datagrams
+            .iter()
+            .filter_map(|d| open(&key, d).ok().map(|f| f.seq))
+            .collect();
+        assert_eq!(seqs, [7, 8]);
         assert!(datagrams.iter().all(|d| d.len() <= MAX_DATAGRAM));
         let from: SocketAddr = ([127, 0, 0, 1], 9).into();
         let mut reassembler = Reassembler::default();
@@ -506,13 +606,13 @@ mod tests {
 
     #[test]
     fn messages_needing_more_than_two_datagrams_are_refused() {
-        assert!(seal(&key(), 1, &vec![0u8; 2 * MAX_CHUNK]).is_some());
-        assert!(seal(&key(), 1, &vec![0u8; 2 * MAX_CHUNK + 1]).is_none());
+        assert!(seal(&key(), &mut origin(), 1, &vec![0u8; 2 * MAX_CHUNK]).is_some());
+        assert!(seal(&key(), &mut origin(), 1, &vec![0u8; 2 * MAX_CHUNK + 1]).is_none());
     }
 
     #[test]
     fn wrong_key_truncation_and_tampering_are_rejected() {
-        let datagram = seal(&key(), 1, b"payload")
+        let datagram = seal(&key(), &mut origin(), 1, b"payload")
             .and_then(|d| d.into_iter().next())
             .unwrap_or_default();
         let other = GossipKey::derive("wrong", "ringcast");
@@ -533,6 +633,7 @@ mod tests {
             let mut datagram = Vec::new();
             datagram.extend_from_slice(MAGIC);
             datagram.push(FRAME_VERSION);
+            datagram.extend_from_slice(&[0; 24]); // sender, seq, sent_ms
             datagram.extend_from_slice(&1u32.to_be_bytes());
             datagram.push(index);
             datagram.push(count);
@@ -555,7 +656,7 @@ mod tests {
         let mut reassembler = Reassembler::default();
         let from: SocketAddr = ([127, 0, 0, 1], 9).into();
         for msg_id in 0..(MAX_PARTIAL_MESSAGES as u32 * 4) {
-            let datagrams = seal(&key, msg_id, &big).unwrap_or_default();
+            let datagrams = seal(&key, &mut origin(), msg_id, &big).unwrap_or_default();
             if let Ok(frame) = open(&key, &datagrams[0]) {
                 assert_eq!(reassembler.accept(from, frame), None);
             }

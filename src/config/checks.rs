@@ -87,7 +87,36 @@ pub(super) fn check_value(
     Ok(())
 }
 
+/// The shortest cluster secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+/// Secrets that ship in `conf/` or in documentation: a sample must not work as it is.
+const PLACEHOLDER_SECRETS: &[&str] = &["replace-me", "changeme", "change-me", "secret"];
+
+/// A cluster secret anyone could guess is no authentication: refuse short ones and the
+/// placeholders of the samples.
+fn check_secret(secret: &str, layers: &Layers<'_>) -> Result<(), ConfigError> {
+    let lower = secret.trim().to_ascii_lowercase();
+    if PLACEHOLDER_SECRETS.contains(&lower.as_str()) || lower.starts_with("replace-me") {
+        return Err(layers.invalid(
+            "cluster.secret",
+            "is the placeholder of the sample configuration; generate a secret (e.g. `openssl rand -hex 32`) and give every node of the cluster the same one",
+        ));
+    }
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(layers.invalid(
+            "cluster.secret",
+            format!(
+                "is {} bytes; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`)",
+                secret.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Rules that involve several keys: what a node in a cluster needs to be reachable.
+///
+/// - in a cluster, the secret must be long enough and not a sample's placeholder;
 ///
 /// - an edge only makes sense in a cluster, so it needs `cluster.secret`;
 /// - in a cluster, `node.id` is a gossip identity: no spaces or control characters;
@@ -122,6 +151,7 @@ pub(super) fn check_cluster_addresses(
     if !config.cluster_enabled() {
         return Ok(());
     }
+    check_secret(&config.cluster.secret, layers)?;
     let id = &config.node.id;
     if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(layers.invalid(

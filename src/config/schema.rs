@@ -47,16 +47,30 @@ pub struct RtmpConfig {
     pub chunk_size: u32,
     /// Largest inbound chunk size a peer may set, 128..=16777215.
     pub max_chunk_size: u32,
-    /// Largest inbound message in bytes, 1024..=16777215.
+    /// Largest inbound audio/video message in bytes, 1024..=16777215.
     pub max_message_size: u32,
+    /// Largest inbound command message, and of any message before a connection publishes,
+    /// 1024..=1048576.
+    pub max_command_size: u32,
+    /// Largest inbound data message (metadata) of a publisher, 1024..=16777215.
+    pub max_data_size: u32,
     /// 1..=1_000_000.
     pub max_connections: usize,
+    /// Open connections per client address (the PROXY protocol's client behind a balancer),
+    /// 0 = unlimited, 0..=1_000_000.
+    pub max_connections_per_ip: usize,
+    /// Streams that may have players and no publisher at once, 0..=1_000_000 (0: a player of
+    /// an unpublished stream is refused).
+    pub max_waiting_streams: usize,
     /// 1..=65535.
     pub max_streams_per_connection: usize,
     /// 1..=86_400_000; see [`RtmpConfig::handshake_timeout`].
     pub handshake_timeout_ms: u64,
     /// 1..=86_400_000; see [`RtmpConfig::idle_timeout`].
     pub idle_timeout_ms: u64,
+    /// A publisher that sends no media this long loses the stream, 100..=86_400_000; see
+    /// [`RtmpConfig::publish_idle_timeout`].
+    pub publish_idle_timeout_ms: u64,
     /// Per-stream fast-start cache limit in bytes, 0..=1 GiB.
     pub gop_cache_max_bytes: usize,
     /// Per-stream fan-out ring length in messages, 1..=1_048_576.
@@ -82,6 +96,11 @@ impl RtmpConfig {
     /// `rtmp.idle_timeout_ms` as a [`Duration`].
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// `rtmp.publish_idle_timeout_ms` as a [`Duration`].
+    pub fn publish_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_idle_timeout_ms)
     }
 
     /// `rtmp.player_write_timeout_ms` as a [`Duration`].
@@ -116,6 +135,8 @@ pub struct ClusterConfig {
     pub secret: String,
     /// Never empty.
     pub cluster_id: String,
+    /// Upstream pulls this node runs at once, 1..=1_000_000.
+    pub max_pulls: usize,
 }
 
 impl fmt::Debug for ClusterConfig {
@@ -131,6 +152,7 @@ impl fmt::Debug for ClusterConfig {
             .field("seeds", &self.seeds)
             .field("secret", &secret)
             .field("cluster_id", &self.cluster_id)
+            .field("max_pulls", &self.max_pulls)
             .finish()
     }
 }
@@ -271,10 +293,15 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("rtmp.chunk_size", int(128, 65_536)),
     ("rtmp.max_chunk_size", int(128, 16_777_215)),
     ("rtmp.max_message_size", int(1024, 16_777_215)),
+    ("rtmp.max_command_size", int(1024, 1 << 20)),
+    ("rtmp.max_data_size", int(1024, 16_777_215)),
     ("rtmp.max_connections", int(1, 1_000_000)),
+    ("rtmp.max_connections_per_ip", int(0, 1_000_000)),
+    ("rtmp.max_waiting_streams", int(0, 1_000_000)),
     ("rtmp.max_streams_per_connection", int(1, 65_535)),
     ("rtmp.handshake_timeout_ms", int(1, DAY_MS)),
     ("rtmp.idle_timeout_ms", int(1, DAY_MS)),
+    ("rtmp.publish_idle_timeout_ms", int(100, DAY_MS)),
     ("rtmp.gop_cache_max_bytes", int(0, 1 << 30)),
     ("rtmp.player_queue_messages", int(1, 1 << 20)),
     ("rtmp.player_write_timeout_ms", int(1, DAY_MS)),
@@ -286,6 +313,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("cluster.seeds", Kind::HostPortList),
     ("cluster.secret", STR),
     ("cluster.cluster_id", NON_EMPTY_STR),
+    ("cluster.max_pulls", int(1, 1_000_000)),
     ("edge.play", Kind::Choice(&["proxy", "redirect"])),
     ("edge.publish", Kind::Choice(&["proxy", "redirect"])),
     // At most 3 tiers: a relay chain is cut after `relay::MAX_HOPS` (3) pulls.

@@ -75,6 +75,18 @@ pub(super) fn render(state: &HttpState) -> String {
         players,
     );
     out.metric(
+        "ringcast_streams_waiting",
+        "gauge",
+        "Streams with players and no publisher (capped by rtmp.max_waiting_streams).",
+        state.hub.waiting_streams() as u64,
+    );
+    out.metric(
+        "ringcast_relays_waiting_for_origin",
+        "gauge",
+        "Streams whose players wait for an origin to advertise them (no upstream is opened before).",
+        state.relays.get().map_or(0, |r| r.waiting_count() as u64),
+    );
+    out.metric(
         "ringcast_rtmp_bytes_in_total",
         "counter",
         "Bytes read from RTMP connections after the handshake.",
@@ -85,6 +97,13 @@ pub(super) fn render(state: &HttpState) -> String {
         "counter",
         "Bytes written to RTMP connections (media, control and commands).",
         state.traffic.bytes_out(),
+    );
+
+    out.metric(
+        "ringcast_log_lines_suppressed_total",
+        "counter",
+        "Log lines about connections that never completed connect, suppressed past the node-wide budget (20 a second).",
+        state.early_log.total_suppressed(),
     );
 
     let cluster = state.cluster.get();
@@ -139,6 +158,12 @@ pub(super) fn render(state: &HttpState) -> String {
         "counter",
         "Gossip datagrams dropped before chitchat: bad or missing tag (wrong secret or cluster id), malformed frame.",
         gossip.bad_datagrams,
+    );
+    out.metric(
+        "ringcast_gossip_replayed_total",
+        "counter",
+        "Authenticated gossip datagrams refused as replays or sent outside the time window (clock skew).",
+        gossip.replayed,
     );
     out.metric(
         "ringcast_gossip_undecodable_total",
@@ -219,8 +244,8 @@ mod tests {
     fn standalone_exposition_is_well_formed() {
         let hub = Hub::new(HubConfig::default());
         let _publisher = hub.publish("live/a", 1);
-        let (_player, _) = hub.play("live/a");
-        let (_waiting, _) = hub.play("live/b");
+        let (_player, _) = hub.play("live/a").expect("play");
+        let (_waiting, _) = hub.play("live/b").expect("play");
         let state = HttpState {
             node_id: "node \"1\"\\".into(),
             role: Role::Origin,
@@ -230,6 +255,10 @@ mod tests {
             relays: Default::default(),
             health: Arc::new(Health::default()),
             traffic: Arc::default(),
+            early_log: Arc::new(crate::server::log_limit::RateLimitedLog::new(
+                1,
+                std::time::Duration::from_secs(1),
+            )),
         };
         state.traffic.wrote(4096);
         let text = render(&state);

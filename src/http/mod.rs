@@ -102,6 +102,8 @@ pub struct HttpState {
     pub health: Arc<Health>,
     /// RTMP bytes in and out, node-wide.
     pub traffic: Arc<crate::server::Traffic>,
+    /// The node-wide budget of log lines about connections that never got through connect.
+    pub early_log: Arc<crate::server::log_limit::RateLimitedLog>,
 }
 
 /// Why a cluster path has no cluster to read.

@@ -10,6 +10,7 @@ pub mod ingest;
 mod stream;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -29,6 +30,13 @@ pub struct HubConfig {
     pub gop_cache_max_bytes: usize,
     /// Per-stream broadcast ring length; a player further behind than this lags.
     pub queue_messages: usize,
+    /// Streams that may have players and no publisher at once (players waiting for a
+    /// publisher); a player of one more such stream is refused.
+    pub max_waiting_streams: usize,
+    /// A publisher that sent nothing for this long is stale: a new publisher of its stream
+    /// takes the stream over at once (an encoder reconnecting after a network blip, while
+    /// its dead connection has not timed out yet).
+    pub stale_publisher: std::time::Duration,
 }
 
 impl Default for HubConfig {
@@ -37,6 +45,8 @@ impl Default for HubConfig {
             chunk_size: 4096,
             gop_cache_max_bytes: 16 << 20,
             queue_messages: 256,
+            max_waiting_streams: 1000,
+            stale_publisher: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -47,6 +57,12 @@ pub enum PublishError {
     AlreadyPublishing(String),
 }
 
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlayError {
+    #[error("{0} streams already wait for a publisher on this node, the limit")]
+    TooManyWaiting(usize),
+}
+
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
@@ -55,6 +71,8 @@ pub struct Hub {
 struct HubInner {
     config: HubConfig,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
+    /// Streams with players and no publisher, kept by the streams themselves.
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Locks a mutex; a panic elsewhere while it was held costs that connection, not the server.
@@ -68,6 +86,7 @@ impl Hub {
             inner: Arc::new(HubInner {
                 config,
                 streams: Mutex::new(HashMap::new()),
+                waiting: Arc::new(AtomicUsize::new(0)),
             }),
         }
     }
@@ -76,7 +95,9 @@ impl Hub {
         self.inner.config
     }
 
-    /// Takes the publisher slot of `key`. A second publisher is refused; the first keeps going.
+    /// Takes the publisher slot of `key`. A second publisher is refused and the first keeps
+    /// going, unless the first has sent nothing for [`HubConfig::stale_publisher`]: then the
+    /// new one takes the stream over (the stale one's `is_current` turns false).
     pub fn publish(&self, key: &str, conn_id: u64) -> Result<Publisher, PublishError> {
         self.take_slot(key, conn_id, false)
     }
@@ -115,24 +136,45 @@ impl Hub {
     }
 
     /// Joins `key` as a player: the fast-start snapshot and a receiver for what follows. A
-    /// stream with no publisher yet is created empty and the player waits on it.
-    pub fn play(&self, key: &str) -> (Player, Snapshot) {
-        self.join(key, false)
+    /// stream with no publisher yet is created empty and the player waits on it, unless
+    /// [`HubConfig::max_waiting_streams`] streams already wait.
+    pub fn play(&self, key: &str) -> Result<(Player, Snapshot), PlayError> {
+        let stream = {
+            let mut streams = lock(&self.inner.streams);
+            let max = self.inner.config.max_waiting_streams;
+            let starts_waiting = streams
+                .get(key)
+                .is_none_or(|s| !s.has_publisher() && s.player_count() == 0);
+            if starts_waiting && self.waiting_streams() >= max {
+                return Err(PlayError::TooManyWaiting(max));
+            }
+            let stream = self.entry(&mut streams, key);
+            stream.add_player(false);
+            stream
+        };
+        Ok(self.member(stream, false))
     }
 
     /// Joins `key` like [`Hub::play`] to forward it elsewhere (an edge's push to the origin):
     /// receives the same frames but is not counted as a player.
     pub fn play_forwarder(&self, key: &str) -> (Player, Snapshot) {
-        self.join(key, true)
-    }
-
-    fn join(&self, key: &str, forwarder: bool) -> (Player, Snapshot) {
+        // A forwarder never makes a stream wait, so the waiting limit does not apply.
         let stream = {
             let mut streams = lock(&self.inner.streams);
             let stream = self.entry(&mut streams, key);
-            stream.add_player(forwarder);
+            stream.add_player(true);
             stream
         };
+        self.member(stream, true)
+    }
+
+    /// Streams with players and no publisher right now.
+    pub fn waiting_streams(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The membership of a player already counted in `stream`.
+    fn member(&self, stream: Arc<Stream>, forwarder: bool) -> (Player, Snapshot) {
         let (rx, snapshot) = stream.subscribe_with_snapshot();
         (
             Player {
@@ -149,7 +191,13 @@ impl Hub {
     fn entry(&self, streams: &mut HashMap<String, Arc<Stream>>, key: &str) -> Arc<Stream> {
         streams
             .entry(key.to_string())
-            .or_insert_with(|| Arc::new(Stream::new(key, self.inner.config)))
+            .or_insert_with(|| {
+                Arc::new(Stream::new(
+                    key,
+                    self.inner.config,
+                    self.inner.waiting.clone(),
+                ))
+            })
             .clone()
     }
 

@@ -53,6 +53,9 @@ pub(super) struct Stream {
     bytes_in: AtomicU64,
     /// Mirror of `State::players` that players read without the lock (write merging).
     players: AtomicUsize,
+    /// The hub's count of streams with players and no publisher: this stream adds one while
+    /// it is such a stream (kept in step under `state`'s lock).
+    waiting: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -60,6 +63,8 @@ struct State {
     /// Connection id of the publisher, since when, and whether it is a relay (an edge's pull
     /// from its origin), which a real publisher may take the slot from.
     publisher: Option<(u64, Instant, bool)>,
+    /// When the publisher last sent something (or started).
+    last_ingest: Option<Instant>,
     players: usize,
     /// Push relays reading the stream to forward it to its origin: not players (not counted
     /// in `players`, in the node's load or in the API), but they keep the stream in use.
@@ -86,7 +91,7 @@ impl State {
 }
 
 impl Stream {
-    pub(super) fn new(key: &str, config: HubConfig) -> Stream {
+    pub(super) fn new(key: &str, config: HubConfig, waiting: Arc<AtomicUsize>) -> Stream {
         let (tx, _) = broadcast::channel(config.queue_messages.max(16));
         Stream {
             key: key.to_string(),
@@ -96,7 +101,30 @@ impl Stream {
             frames_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             players: AtomicUsize::new(0),
+            waiting,
         }
+    }
+
+    /// Whether the stream counts as waiting (players, no publisher) in `state`.
+    fn is_waiting(state: &State) -> bool {
+        state.players > 0 && state.publisher.is_none()
+    }
+
+    /// Runs `change` on the state and keeps the hub's waiting count in step with it.
+    fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = lock(&self.state);
+        let before = Self::is_waiting(&state);
+        let result = change(&mut state);
+        match (before, Self::is_waiting(&state)) {
+            (false, true) => {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        result
     }
 
     pub(super) fn key(&self) -> &str {
@@ -104,19 +132,27 @@ impl Stream {
     }
 
     pub(super) fn start_publish(&self, conn_id: u64, relay: bool) -> Result<(), PublishError> {
-        let mut state = lock(&self.state);
-        match state.publisher {
-            // A publisher arriving where a relay was pulling the stream from elsewhere (e.g.
-            // OBS reconnecting through another node) takes over: the relay notices it is no
-            // longer current and stops.
-            Some((_, _, true)) if !relay => Self::clear_media(&mut state),
-            Some(_) => return Err(PublishError::AlreadyPublishing(self.key.clone())),
-            None => {}
-        }
-        state.publisher = Some((conn_id, Instant::now(), relay));
-        state.rebase_pending = state.last_timestamp.is_some();
-        let _ = self.tx.send(Event::Published);
-        Ok(())
+        self.update(|state| {
+            let stale = state
+                .last_ingest
+                .is_some_and(|t| t.elapsed() >= self.config.stale_publisher);
+            match state.publisher {
+                // A publisher arriving where a relay was pulling the stream from elsewhere
+                // (e.g. OBS reconnecting through another node) takes over: the relay notices
+                // it is no longer current and stops. So does one arriving for a stream whose
+                // publisher went silent: most likely the same encoder, reconnecting.
+                Some((_, _, true)) if !relay => Self::clear_media(state),
+                Some(_) if !relay && stale => Self::clear_media(state),
+                Some(_) => return Err(PublishError::AlreadyPublishing(self.key.clone())),
+                None => {}
+            }
+            let now = Instant::now();
+            state.publisher = Some((conn_id, now, relay));
+            state.last_ingest = Some(now);
+            state.rebase_pending = state.last_timestamp.is_some();
+            let _ = self.tx.send(Event::Published);
+            Ok(())
+        })
     }
 
     fn clear_media(state: &mut State) {
@@ -134,13 +170,14 @@ impl Stream {
     }
 
     pub(super) fn stop_publish(&self, conn_id: u64) {
-        let mut state = lock(&self.state);
-        if !state.holds(conn_id) {
-            return;
-        }
-        state.publisher = None;
-        Self::clear_media(&mut state);
-        let _ = self.tx.send(Event::Unpublished);
+        self.update(|state| {
+            if !state.holds(conn_id) {
+                return;
+            }
+            state.publisher = None;
+            Self::clear_media(state);
+            let _ = self.tx.send(Event::Unpublished);
+        })
     }
 
     /// The same publisher continues from another source (a relay reconnected to a new
@@ -154,23 +191,25 @@ impl Stream {
     }
 
     pub(super) fn add_player(&self, forwarder: bool) {
-        let mut state = lock(&self.state);
-        if forwarder {
-            state.forwarders += 1;
-        } else {
-            state.players += 1;
-            self.players.store(state.players, Ordering::Relaxed);
-        }
+        self.update(|state| {
+            if forwarder {
+                state.forwarders += 1;
+            } else {
+                state.players += 1;
+                self.players.store(state.players, Ordering::Relaxed);
+            }
+        })
     }
 
     pub(super) fn remove_player(&self, forwarder: bool) {
-        let mut state = lock(&self.state);
-        if forwarder {
-            state.forwarders = state.forwarders.saturating_sub(1);
-        } else {
-            state.players = state.players.saturating_sub(1);
-            self.players.store(state.players, Ordering::Relaxed);
-        }
+        self.update(|state| {
+            if forwarder {
+                state.forwarders = state.forwarders.saturating_sub(1);
+            } else {
+                state.players = state.players.saturating_sub(1);
+                self.players.store(state.players, Ordering::Relaxed);
+            }
+        })
     }
 
     pub(super) fn has_publisher(&self) -> bool {
@@ -203,6 +242,7 @@ impl Stream {
         if !state.holds(conn_id) {
             return;
         }
+        state.last_ingest = Some(Instant::now());
         let t = Self::timeline(&mut state, timestamp);
         let frame = Arc::new(Frame::new(
             FrameKind::Data,
@@ -220,6 +260,7 @@ impl Stream {
         if !state.holds(conn_id) {
             return;
         }
+        state.last_ingest = Some(Instant::now());
         self.frames_in.fetch_add(1, Ordering::Relaxed);
         self.bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);

@@ -50,7 +50,7 @@ fn late_player_snapshot_starts_with_headers_then_keyframe() {
     p.send(FrameKind::Audio, 90, Bytes::from_static(AAC));
     p.send(FrameKind::Video, 120, Bytes::from_static(INTER));
 
-    let (mut player, snap) = hub.play("live/a");
+    let (mut player, snap) = hub.play("live/a").expect("play");
     assert!(snap.publishing);
     let kinds: Vec<_> = snap
         .frames
@@ -77,7 +77,7 @@ fn late_player_snapshot_starts_with_headers_then_keyframe() {
 #[test]
 fn player_waits_before_publisher_and_survives_republish() {
     let hub = hub();
-    let (mut player, snap) = hub.play("live/b");
+    let (mut player, snap) = hub.play("live/b").expect("play");
     assert!(!snap.publishing && snap.frames.is_empty());
 
     let p = hub.publish("live/b", 1).expect("publish");
@@ -117,7 +117,7 @@ fn player_waits_before_publisher_and_survives_republish() {
 fn slow_player_lags_without_holding_the_publisher() {
     let hub = hub();
     let p = hub.publish("live/c", 1).expect("publish");
-    let (mut slow, _) = hub.play("live/c");
+    let (mut slow, _) = hub.play("live/c").expect("play");
     for i in 0..100u32 {
         p.send(FrameKind::Video, i * 40, Bytes::from_static(INTER));
     }
@@ -142,7 +142,7 @@ fn oversized_gop_is_not_cached() {
     for i in 1..10 {
         p.send(FrameKind::Video, i * 40, Bytes::from_static(INTER));
     }
-    let (_player, snap) = hub.play("live/d");
+    let (_player, snap) = hub.play("live/d").expect("play");
     assert!(snap.frames.is_empty());
     assert_eq!(hub.streams()[0].gop_cache_bytes, 0);
 }
@@ -150,7 +150,7 @@ fn oversized_gop_is_not_cached() {
 #[test]
 fn a_real_publisher_takes_over_a_relay_which_then_goes_quiet() {
     let hub = hub();
-    let (mut player, _) = hub.play("live/r");
+    let (mut player, _) = hub.play("live/r").expect("play");
     let relay = hub.publish_relay("live/r", 100).expect("relay");
     assert!(matches!(player.rx.try_recv(), Ok(Event::Published)));
     relay.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
@@ -181,7 +181,7 @@ fn a_real_publisher_takes_over_a_relay_which_then_goes_quiet() {
 #[test]
 fn relay_discontinuity_keeps_players_and_the_timeline() {
     let hub = hub();
-    let (mut player, _) = hub.play("live/d");
+    let (mut player, _) = hub.play("live/d").expect("play");
     let relay = hub.publish_relay("live/d", 100).expect("relay");
     let _ = player.rx.try_recv();
     relay.send(FrameKind::Video, 5000, Bytes::from_static(KEYFRAME));
@@ -206,7 +206,7 @@ fn a_forwarder_gets_the_frames_but_is_not_a_player() {
     let (mut forwarder, _) = hub.play_forwarder("live/f");
     assert_eq!(hub.players_of("live/f"), 0);
     assert_eq!(hub.streams()[0].players, 0);
-    let (player, _) = hub.play("live/f");
+    let (player, _) = hub.play("live/f").expect("play");
     assert_eq!(hub.players_of("live/f"), 1);
     publisher.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
     assert!(frame_of(forwarder.rx.try_recv().expect("a frame")).keyframe);
@@ -216,4 +216,66 @@ fn a_forwarder_gets_the_frames_but_is_not_a_player() {
     assert_eq!(hub.stream_count(), 1);
     drop(forwarder);
     assert_eq!(hub.stream_count(), 0);
+}
+
+#[test]
+fn streams_waiting_for_a_publisher_are_counted_and_capped() {
+    let hub = Hub::new(HubConfig {
+        max_waiting_streams: 2,
+        ..HubConfig::default()
+    });
+    let (a, _) = hub.play("live/a").expect("first waiting stream");
+    let (a2, _) = hub
+        .play("live/a")
+        .expect("joining a waiting stream adds none");
+    let (b, _) = hub.play("live/b").expect("second waiting stream");
+    assert_eq!(hub.waiting_streams(), 2);
+    assert_eq!(
+        hub.play("live/c").err(),
+        Some(super::PlayError::TooManyWaiting(2))
+    );
+    // A published stream never waits: its players are always admitted.
+    let publisher = hub.publish("live/a", 1).expect("publish");
+    assert_eq!(hub.waiting_streams(), 1);
+    let (c, _) = hub.play("live/c").expect("a slot freed");
+    let (_d, _) = hub.play("live/a").expect("published");
+    // A forwarder does not make a stream wait, and is not refused.
+    let (_f, _) = hub.play_forwarder("live/e");
+    assert_eq!(hub.waiting_streams(), 2);
+    drop(publisher);
+    assert_eq!(hub.waiting_streams(), 3, "live/a's players wait again");
+    drop((a, a2, b, c, _d));
+    assert_eq!(hub.waiting_streams(), 0);
+}
+
+#[test]
+fn a_new_publisher_takes_over_from_a_silent_one_but_not_from_a_live_one() {
+    let hub = Hub::new(HubConfig {
+        stale_publisher: std::time::Duration::from_millis(100),
+        ..HubConfig::default()
+    });
+    let first = hub.publish("live/obs", 1).expect("first publish");
+    first.send(
+        FrameKind::Video,
+        0,
+        Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]),
+    );
+    assert!(
+        hub.publish("live/obs", 2).is_err(),
+        "a live publisher keeps it"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let second = hub
+        .publish("live/obs", 2)
+        .expect("the silent one is taken over");
+    assert!(!first.is_current() && second.is_current());
+    // The first's late frames and its departure do not touch the new publisher's stream.
+    first.send(
+        FrameKind::Video,
+        40,
+        Bytes::from_static(&[0x27, 1, 0, 0, 0, 9]),
+    );
+    drop(first);
+    assert_eq!(hub.streams()[0].publisher_conn, Some(2));
+    assert_eq!(hub.streams()[0].frames_in, 1);
 }

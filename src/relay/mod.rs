@@ -2,32 +2,91 @@
 //! the stream once and feeds its local hub; an edge forwards a local publisher to the stream's
 //! origin; in redirect mode it tells the client where to go instead.
 //!
-//! Owns the table of running relays (one pull and at most one push per stream) and the
-//! routing decision for each play and publish. Relays are ordinary hub clients: a pull
-//! publishes into the hub, a push plays from it. Must never: run two pulls of one stream, give
-//! up while players are attached, flip origins while the current one is healthy, or pull for
-//! a relay that is itself pulling (loops): a node only pulls for plain clients, and an edge
-//! for relays fewer than `MAX_HOPS` deep.
+//! Owns the table of running relays (one pull and at most one push per stream), the players
+//! waiting for a stream to appear in gossip, and the routing decision for each play and
+//! publish. Relays are ordinary hub clients: a pull publishes into the hub, a push plays from
+//! it. Must never: run two pulls of one stream, give up while players are attached, flip
+//! origins while the current one is healthy, stay on an upstream gossip says is dead or
+//! leaving, pull for a relay that is itself pulling (loops: a node only pulls for plain
+//! clients, and an edge for relays fewer than `MAX_HOPS` deep), or open an upstream for a
+//! stream no origin advertises: a player of such a stream waits here, with no upstream
+//! connection, and the pull starts when the stream appears (so a client asking for thousands
+//! of made-up names costs the upstreams nothing).
 
 mod pull;
 mod push;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::client::{ClientError, ClientOptions, RtmpClient, RtmpUrl, UrlError};
-use crate::cluster::{Cluster, Location, NodeRole};
+use crate::cluster::{Cluster, ClusterView, Location, NodeRole, Source};
 use crate::hub::{lock, Hub};
 
 /// Relay chains longer than this are refused (edge tiers; loops are cut well before).
 pub const MAX_HOPS: u32 = 3;
-/// A pull keeps running this long after its last player left.
-pub const PULL_LINGER: Duration = Duration::from_secs(10);
+/// A pull closes this long after its last player left at most (it checks twice a second):
+/// long enough to survive a player's reconnect, too short to keep pulls open for players
+/// that are gone.
+pub const PULL_LINGER: Duration = Duration::from_secs(1);
+/// How often the players waiting for a stream to be advertised are looked at even without
+/// a change of the cluster view (to forget those that left).
+const WAITING_SWEEP: Duration = Duration::from_secs(1);
+
+/// Why a relay left or could not use an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The relay gave the upstream up: gossip says it is dead or leaving, the stream moved,
+    /// or media stopped while the stream is still advertised.
+    #[error("left the upstream: {0}")]
+    Left(String),
+}
+
+/// A jitter seed for a relay's backoff that differs between relays and restarts.
+pub(crate) fn jitter_seed(salt: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ salt.rotate_left(17)) | 1
+}
+
+/// Why a relay must leave its upstream at `loc` for `key`, as `view` tells it: the node is
+/// gone, dead or leaving, or (`follow_claims`, a pull from an origin) the stream's winning
+/// claim is on another origin. A frozen or partitioned upstream sends no RST; gossip is what
+/// says it is gone.
+pub(crate) fn upstream_gone(
+    view: &ClusterView,
+    own: &str,
+    key: &str,
+    loc: &Location,
+    follow_claims: bool,
+) -> Option<String> {
+    let node = match view.node(&loc.node_id) {
+        None => return Some(format!("{} left the cluster", loc.node_id)),
+        Some(node) => node,
+    };
+    if !node.live {
+        return Some(format!("{} is dead per gossip", loc.node_id));
+    }
+    if node.leaving {
+        return Some(format!("{} is leaving", loc.node_id));
+    }
+    if follow_claims {
+        if let Some(now) = view.locate(key) {
+            if now.source == Source::Gossip && now.node_id != loc.node_id && now.node_id != own {
+                return Some(format!("the stream is now on {}", now.node_id));
+            }
+        }
+    }
+    None
+}
 
 /// How an edge serves a play or a publish (`edge.play` / `edge.publish`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +233,13 @@ impl RelayContext {
         self.mark_upstream(self.cluster.locate(key), status)
     }
 
+    /// Whether some origin other than this node advertises `key` in gossip.
+    pub(crate) fn advertised_elsewhere(&self, key: &str) -> bool {
+        self.cluster.locate(key).is_some_and(|loc| {
+            loc.source == Source::Gossip && loc.node_id != self.cluster.node_id()
+        })
+    }
+
     /// `located` unless it is this node, marking the relay `Connecting` to it, or `Waiting`
     /// when there is nowhere else to go.
     fn mark_upstream(&self, located: Option<Location>, status: &StatusCell) -> Option<Location> {
@@ -193,6 +259,8 @@ impl RelayContext {
 
 /// Redirects a relay follows before giving up on an upstream (as the design's depth 3).
 const MAX_REDIRECTS: usize = 3;
+/// Each step of a relay's connect (TCP + handshake + connect, createStream, play/publish).
+const RELAY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RelayContext {
     /// Connects to `path` on the node at `loc` as a relay `hops` deep (identified as such,
@@ -212,6 +280,8 @@ impl RelayContext {
             flash_ver: format!("ringcast-relay/{}", env!("CARGO_PKG_VERSION")),
             hops,
             chunk_size: self.chunk_size,
+            timeout: RELAY_CALL_TIMEOUT,
+            keepalive: true,
             ..ClientOptions::default()
         };
         let (client, chain) =
@@ -236,9 +306,21 @@ pub struct Relays {
     role: NodeRole,
     play_mode: Mode,
     publish_mode: Mode,
+    /// Upstream pulls running at most (`cluster.max_pulls`).
+    max_pulls: usize,
     pulls: Mutex<HashMap<String, Running>>,
     pushes: Mutex<HashMap<String, Running>>,
+    /// Streams with local players that no origin advertises yet: pulled once one does.
+    waiting: Mutex<HashMap<String, WaitingPull>>,
     next_id: Mutex<u64>,
+}
+
+/// A pull to start once its stream is advertised.
+struct WaitingPull {
+    app: String,
+    name: String,
+    connect_query: String,
+    hops: u32,
 }
 
 /// Connection ids of relays, far from the server's own (which count up from 1).
@@ -274,16 +356,20 @@ pub struct ClientInfo<'a> {
 }
 
 impl Relays {
+    /// The relays of a node; starts the task that starts waiting pulls (it ends when the
+    /// last handle drops). Must be called inside a tokio runtime.
     pub fn new(
         hub: Hub,
         cluster: Cluster,
         self_rtmp: String,
         play_mode: Mode,
         publish_mode: Mode,
+        max_pulls: usize,
     ) -> Arc<Relays> {
         let chunk_size = hub.config().chunk_size;
         let role = cluster.role();
-        Arc::new(Relays {
+        let view = cluster.subscribe();
+        let relays = Arc::new(Relays {
             ctx: RelayContext {
                 hub,
                 cluster,
@@ -293,24 +379,20 @@ impl Relays {
             role,
             play_mode,
             publish_mode,
+            max_pulls,
             pulls: Mutex::new(HashMap::new()),
             pushes: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
             next_id: Mutex::new(RELAY_CONN_BASE),
-        })
+        });
+        tokio::spawn(start_waiting_pulls(Arc::downgrade(&relays), view));
+        relays
     }
 
     fn conn_id(&self) -> u64 {
         let mut id = lock(&self.next_id);
         *id += 1;
         *id
-    }
-
-    /// The origin for `key` unless it is this node.
-    fn locate_elsewhere(&self, key: &str) -> Option<Location> {
-        self.ctx
-            .cluster
-            .locate(key)
-            .filter(|loc| loc.node_id != self.ctx.cluster.node_id())
     }
 
     /// Decides how to serve a play, starting a pull when the stream lives elsewhere.
@@ -329,10 +411,72 @@ impl Relays {
         } else {
             client.hops == 0
         };
-        if may_pull && (edge || self.locate_elsewhere(client.key).is_some()) {
-            self.ensure_pull(client);
+        if !may_pull || self.is_pulling(client.key) {
+            return Route::Local;
         }
-        Route::Local
+        if !self.ctx.advertised_elsewhere(client.key) {
+            // Nobody publishes it yet: the player waits here, and no upstream is opened
+            // until an origin advertises the stream.
+            self.wait_for(client);
+            return Route::Local;
+        }
+        match self.ensure_pull(client.key, &upstream_path(client), client.hops) {
+            Ok(()) => Route::Local,
+            Err(why) => Route::Refuse(why),
+        }
+    }
+
+    /// Parks a pull of `client`'s stream until an origin advertises it (see
+    /// [`start_waiting_pulls`]). Bounded like the hub's waiting streams.
+    fn wait_for(&self, client: &ClientInfo<'_>) {
+        let mut waiting = lock(&self.waiting);
+        if waiting.len() >= self.ctx.hub.config().max_waiting_streams {
+            return;
+        }
+        waiting
+            .entry(client.key.to_string())
+            .or_insert_with(|| WaitingPull {
+                app: client.app.to_string(),
+                name: client.name.to_string(),
+                connect_query: client.connect_query.to_string(),
+                hops: client.hops,
+            });
+    }
+
+    /// Starts the pulls of waiting streams that are now advertised, and forgets those whose
+    /// players left or that are published here meanwhile.
+    fn start_waiting(self: &Arc<Self>) {
+        let ready: Vec<(String, WaitingPull)> = {
+            let mut waiting = lock(&self.waiting);
+            let hub = &self.ctx.hub;
+            waiting.retain(|key, _| hub.players_of(key) > 0 && !hub.is_publishing(key));
+            let keys: Vec<String> = waiting
+                .keys()
+                .filter(|key| self.ctx.advertised_elsewhere(key))
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|key| waiting.remove(&key).map(|w| (key, w)))
+                .collect()
+        };
+        for (key, w) in ready {
+            let client = ClientInfo {
+                key: &key,
+                app: &w.app,
+                name: &w.name,
+                connect_query: &w.connect_query,
+                hops: w.hops,
+            };
+            if let Err(why) = self.ensure_pull(&key, &upstream_path(&client), w.hops) {
+                warn!(stream = %key, reason = %why, "cannot start the pull of a waiting stream");
+                lock(&self.waiting).insert(key, w);
+            }
+        }
+    }
+
+    /// Streams whose players wait for an origin to advertise them.
+    pub fn waiting_count(&self) -> usize {
+        lock(&self.waiting).len()
     }
 
     /// Decides how to take a publish: edges forward it (or redirect); origins keep it.
@@ -382,26 +526,38 @@ impl Relays {
         lock(&self.pulls).contains_key(key)
     }
 
-    fn ensure_pull(self: &Arc<Self>, client: &ClientInfo<'_>) {
+    /// Starts the pull of `key` unless one runs; refuses past `max_pulls`.
+    fn ensure_pull(
+        self: &Arc<Self>,
+        key: &str,
+        target: &(String, String),
+        client_hops: u32,
+    ) -> Result<(), String> {
         let mut pulls = lock(&self.pulls);
-        if pulls.contains_key(client.key) {
-            return;
+        if pulls.contains_key(key) {
+            return Ok(());
+        }
+        if pulls.len() >= self.max_pulls {
+            return Err(format!(
+                "this node already relays {} streams, its limit",
+                self.max_pulls
+            ));
         }
         let stop = CancellationToken::new();
-        let status = StatusCell::new(client.key, "pull");
+        let status = StatusCell::new(key, "pull");
         pulls.insert(
-            client.key.to_string(),
+            key.to_string(),
             Running {
                 stop: stop.clone(),
                 status: status.clone(),
             },
         );
         drop(pulls);
-        info!(stream = client.key, "starting upstream pull");
+        info!(stream = key, "starting upstream pull");
         let relays = self.clone();
-        let key = client.key.to_string();
-        let target = upstream_path(client);
-        let hops = client.hops + 1;
+        let key = key.to_string();
+        let target = target.clone();
+        let hops = client_hops + 1;
         let conn_id = self.conn_id();
         tokio::spawn(async move {
             pull::run(
@@ -419,6 +575,7 @@ impl Relays {
                 pulls.remove(&key);
             }
         });
+        Ok(())
     }
 
     fn redirect(&self, client: &ClientInfo<'_>) -> Route {
@@ -460,6 +617,26 @@ impl Relays {
             .chain(lock(&self.pushes).values())
         {
             r.stop.cancel();
+        }
+    }
+}
+
+/// Starts waiting pulls whenever the cluster view changes (a stream appears in gossip), and
+/// sweeps the waiting players every [`WAITING_SWEEP`]. Ends with the relays.
+async fn start_waiting_pulls(
+    relays: Weak<Relays>,
+    mut view: tokio::sync::watch::Receiver<Arc<ClusterView>>,
+) {
+    let mut sweep = tokio::time::interval(WAITING_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { return },
+            _ = sweep.tick() => {}
+        }
+        match relays.upgrade() {
+            Some(relays) => relays.start_waiting(),
+            None => return,
         }
     }
 }
@@ -508,10 +685,15 @@ impl Retry {
         stop: &CancellationToken,
         status: &StatusCell,
         loc: &Location,
-        error: &ClientError,
+        error: &RelayError,
     ) -> bool {
         status.set(RelayState::Retrying, Some(loc), Some(error.to_string()));
         self.attempt += 1;
+        // Leaving an upstream gossip gave up on is no failure of the next one: go there at
+        // once (a second departure in a row backs off as usual).
+        if matches!(error, RelayError::Left(_)) && self.attempt == 1 {
+            return stop.is_cancelled();
+        }
         wait(stop, backoff(self.attempt, &mut self.seed)).await
     }
 }

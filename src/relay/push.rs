@@ -1,22 +1,36 @@
 //! One forwarded publish: an edge plays its local publisher's stream from the hub and
 //! publishes it to the stream's origin; if that origin fails, it re-locates and re-publishes
 //! to the new owner while the publisher's own connection to the edge carries on.
+//!
+//! "Fails" includes what sends no RST: every write to the origin has a deadline, and the
+//! origin is left as soon as gossip says it is dead or leaving.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{RelayContext, RelayState, Retry, StatusCell};
+use super::{jitter_seed, upstream_gone, RelayContext, RelayError, RelayState, Retry, StatusCell};
 use crate::client::{ClientError, RtmpClient};
 use crate::cluster::Location;
 use crate::hub::{Event, Player, Snapshot};
 use crate::media::{Frame, FrameKind};
 
+/// A write to the origin that makes no progress this long fails the push.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 enum End {
     /// The local publisher left (or the node stops).
     Done,
+}
+
+/// Writes what `client` has queued, within [`WRITE_TIMEOUT`].
+async fn flush(client: &mut RtmpClient) -> Result<(), ClientError> {
+    tokio::time::timeout(WRITE_TIMEOUT, client.flush())
+        .await
+        .map_err(|_| ClientError::Timeout("write to the origin"))?
 }
 
 pub(crate) async fn run(
@@ -30,7 +44,7 @@ pub(crate) async fn run(
     let span = tracing::info_span!("push", stream = %key);
     async move {
         let (mut player, mut snapshot) = ctx.hub.play_forwarder(&key);
-        let mut retry = Retry::new(crate::load::synth::now_micros() | 1);
+        let mut retry = Retry::new(jitter_seed(key.len() as u64));
         loop {
             if stop.is_cancelled() {
                 break;
@@ -81,7 +95,8 @@ async fn push_to(
     snapshot: Snapshot,
     status: &StatusCell,
     stop: &CancellationToken,
-) -> Result<End, ClientError> {
+) -> Result<End, RelayError> {
+    let mut view = ctx.cluster.subscribe();
     let mut client = ctx.connect(loc, path, hops, true).await?;
     status.set(RelayState::Pushing, Some(loc), None);
     info!(origin = %loc.node_id, rtmp = %loc.rtmp_addr, "forwarding to origin");
@@ -89,10 +104,19 @@ async fn push_to(
     for frame in &snapshot.frames {
         forward(&mut client, frame, &mut waiting_keyframe);
     }
-    client.flush().await?;
+    flush(&mut client).await?;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(End::Done),
+            changed = view.changed() => {
+                if changed.is_ok() {
+                    let view = ctx.cluster.view();
+                    let key = player.key();
+                    if let Some(why) = upstream_gone(&view, ctx.cluster.node_id(), key, loc, false) {
+                        return Err(RelayError::Left(why));
+                    }
+                }
+            }
             ev = player.rx.recv() => {
                 match ev {
                     Ok(Event::Frame(frame)) => forward(&mut client, &frame, &mut waiting_keyframe),
@@ -112,7 +136,7 @@ async fn push_to(
                             forward(&mut client, &frame, &mut waiting_keyframe)
                         }
                         Ok(Event::Unpublished) => {
-                            client.flush().await?;
+                            flush(&mut client).await?;
                             return Ok(End::Done);
                         }
                         Ok(Event::Published) => waiting_keyframe = true,
@@ -124,7 +148,7 @@ async fn push_to(
                         Err(_) => break,
                     }
                 }
-                client.flush().await?;
+                flush(&mut client).await?;
             }
             // Answers pings and acks; an error here is the origin going away.
             ev = client.next() => { ev?; }

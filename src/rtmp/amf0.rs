@@ -8,6 +8,10 @@
 //! - panic, whatever the bytes are;
 //! - recurse without bound: nested Object/EcmaArray/StrictArray/TypedObject values
 //!   deeper than [`MAX_DEPTH`] fail with [`Amf0Error::TooDeep`];
+//! - build more values than its budget: every value (nested ones included) is counted
+//!   before it is decoded, and past the budget ([`MAX_VALUES`] unless the caller gives a
+//!   smaller one) decoding fails with [`Amf0Error::TooManyValues`]. A payload of one-byte
+//!   null markers would otherwise become a `Vec` some 50 times its size;
 //! - trust a length or count read from the input: a string is only allocated once
 //!   all of its bytes are known to be present, and a strict array's element count
 //!   never sizes an allocation beyond a small cap.
@@ -29,6 +33,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Deepest allowed nesting of Object/EcmaArray/StrictArray/TypedObject values.
 pub const MAX_DEPTH: usize = 32;
+
+/// Values (nested ones included) one [`decode`] or [`decode_all`] call builds at most.
+/// Real command and metadata payloads hold a few dozen.
+pub const MAX_VALUES: usize = 4096;
 
 /// Upper bound on the capacity reserved up front for a strict array. The count
 /// on the wire is untrusted; past this the Vec grows only as real elements arrive.
@@ -144,23 +152,53 @@ pub enum Amf0Error {
     /// Containers nested deeper than [`MAX_DEPTH`]; carries the limit.
     #[error("AMF nesting deeper than {0}")]
     TooDeep(usize),
+    /// More values than the decoding budget; carries the budget.
+    #[error("more than {0} AMF values in one message")]
+    TooManyValues(usize),
 }
 
 /// Decode one value from the front of `input`, advancing it past the value.
 ///
 /// On error `input` is left somewhere inside the value and should be discarded.
 pub fn decode(input: &mut &[u8]) -> Result<Amf0Value, Amf0Error> {
-    decode_value(input, 0)
+    decode_value(input, 0, &mut Budget::new(MAX_VALUES))
 }
 
 /// Decode values until `input` is exhausted. Empty input gives an empty list.
 pub fn decode_all(input: &[u8]) -> Result<Vec<Amf0Value>, Amf0Error> {
+    decode_all_limited(input, MAX_VALUES)
+}
+
+/// [`decode_all`] building at most `max_values` values (nested ones included).
+pub fn decode_all_limited(input: &[u8], max_values: usize) -> Result<Vec<Amf0Value>, Amf0Error> {
+    let mut budget = Budget::new(max_values);
     let mut rest = input;
     let mut values = Vec::new();
     while !rest.is_empty() {
-        values.push(decode(&mut rest)?);
+        values.push(decode_value(&mut rest, 0, &mut budget)?);
     }
     Ok(values)
+}
+
+/// What is left of a decoding budget of values.
+struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget { left: limit, limit }
+    }
+
+    /// Counts one more value, failing once the budget is spent.
+    fn take(&mut self) -> Result<(), Amf0Error> {
+        self.left = self
+            .left
+            .checked_sub(1)
+            .ok_or(Amf0Error::TooManyValues(self.limit))?;
+        Ok(())
+    }
 }
 
 /// Encode one value.
@@ -314,7 +352,12 @@ impl From<bool> for Amf0Value {
 // Decoding
 
 /// `depth` is the number of containers already open around this value.
-fn decode_value(input: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
+fn decode_value(
+    input: &mut &[u8],
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Amf0Value, Amf0Error> {
+    budget.take()?;
     let m = read_u8(input)?;
     match m {
         marker::NUMBER => Ok(Amf0Value::Number(read_f64(input)?)),
@@ -325,7 +368,9 @@ fn decode_value(input: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error>
         }
         marker::OBJECT => {
             let depth = enter(depth)?;
-            Ok(Amf0Value::Object(read_properties(input, depth, false)?))
+            Ok(Amf0Value::Object(read_properties(
+                input, depth, false, budget,
+            )?))
         }
         marker::MOVIECLIP | marker::RECORDSET => Err(Amf0Error::ReservedMarker(m)),
         marker::NULL => Ok(Amf0Value::Null),
@@ -335,7 +380,9 @@ fn decode_value(input: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error>
             let depth = enter(depth)?;
             // The count is only a hint (encoders get it wrong); the end marker decides.
             let _count_hint = read_u32(input)?;
-            Ok(Amf0Value::EcmaArray(read_properties(input, depth, true)?))
+            Ok(Amf0Value::EcmaArray(read_properties(
+                input, depth, true, budget,
+            )?))
         }
         marker::OBJECT_END => Err(Amf0Error::UnexpectedObjectEnd),
         marker::STRICT_ARRAY => {
@@ -351,7 +398,7 @@ fn decode_value(input: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error>
             let mut items = Vec::with_capacity(hint);
             // A lying count ends in Truncated after at most input.len() iterations.
             for _ in 0..count {
-                items.push(decode_value(input, depth)?);
+                items.push(decode_value(input, depth, budget)?);
             }
             Ok(Amf0Value::StrictArray(items))
         }
@@ -373,7 +420,7 @@ fn decode_value(input: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error>
             let depth = enter(depth)?;
             let name_len = usize::from(read_u16(input)?);
             let class_name = read_utf8(input, name_len)?;
-            let properties = read_properties(input, depth, false)?;
+            let properties = read_properties(input, depth, false, budget)?;
             Ok(Amf0Value::TypedObject {
                 class_name,
                 properties,
@@ -401,6 +448,7 @@ fn read_properties(
     input: &mut &[u8],
     depth: usize,
     end_at_eof: bool,
+    budget: &mut Budget,
 ) -> Result<Vec<(String, Amf0Value)>, Amf0Error> {
     let mut props = Vec::new();
     loop {
@@ -415,7 +463,7 @@ fn read_properties(
             }
         }
         let key = read_utf8(input, key_len)?;
-        let value = decode_value(input, depth)?;
+        let value = decode_value(input, depth, budget)?;
         props.push((key, value));
     }
 }
@@ -1074,6 +1122,41 @@ mod tests {
             dec_one(&[0x03, 0xFF, 0xFF, b'k']),
             Err(Amf0Error::Truncated)
         );
+    }
+
+    #[test]
+    fn the_value_budget_counts_nested_values_before_building_them() {
+        // 8 MiB of null markers was ~400 MiB of `Amf0Value`s: refused at the budget instead.
+        let nulls = vec![0x05u8; 100_000];
+        assert_eq!(
+            decode_all(&nulls),
+            Err(Amf0Error::TooManyValues(MAX_VALUES))
+        );
+        assert_eq!(
+            decode_all_limited(&nulls[..10], 10).map(|v| v.len()),
+            Ok(10)
+        );
+        assert_eq!(
+            decode_all_limited(&nulls[..11], 10),
+            Err(Amf0Error::TooManyValues(10))
+        );
+        // Nested values count too: an object holding 3 nulls is 4 values.
+        let mut obj = vec![0x03];
+        for key in ["a", "b", "c"] {
+            obj.extend(wire_key(key));
+            obj.push(0x05);
+        }
+        obj.extend([0x00, 0x00, 0x09]);
+        assert!(decode_all_limited(&obj, 4).is_ok());
+        assert_eq!(
+            decode_all_limited(&obj, 3),
+            Err(Amf0Error::TooManyValues(3))
+        );
+        // A strict array claiming 2^32 elements of nulls stops at the budget.
+        let mut arr = vec![0x0A, 0xFF, 0xFF, 0xFF, 0xFF];
+        arr.extend(vec![0x05u8; 5000]);
+        let mut rest = &arr[..];
+        assert_eq!(decode(&mut rest), Err(Amf0Error::TooManyValues(MAX_VALUES)));
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub enum CommandError {
     NoName,
 }
 
+/// AMF values (nested ones included) a command message may hold. A Flash Player connect
+/// object has about a dozen; OBS's and ffmpeg's fewer.
+pub const MAX_COMMAND_VALUES: usize = 512;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
     pub name: String,
@@ -33,14 +37,15 @@ impl Command {
     }
 
     /// Decodes a command message. An AMF3 command (type 17) starts with a format byte and then
-    /// carries AMF0 values (switching to AMF3 per value with the avmplus marker).
+    /// carries AMF0 values (switching to AMF3 per value with the avmplus marker). At most
+    /// [`MAX_COMMAND_VALUES`] values are decoded.
     pub fn decode(type_id: u8, payload: &[u8]) -> Result<Command, CommandError> {
         let body = if type_id == MSG_COMMAND_AMF3 && !payload.is_empty() {
             &payload[1..]
         } else {
             payload
         };
-        let mut values = amf0::decode_all(body)?.into_iter();
+        let mut values = amf0::decode_all_limited(body, MAX_COMMAND_VALUES)?.into_iter();
         let name = match values.next() {
             Some(Amf0Value::String(s)) => s,
             _ => return Err(CommandError::NoName),
@@ -102,6 +107,20 @@ mod tests {
         amf3.extend_from_slice(&payload);
         assert_eq!(Command::decode(MSG_COMMAND_AMF3, &amf3), Ok(cmd.clone()));
         assert_eq!(cmd.arg_str(0), Some("stream?token=1"));
+    }
+
+    #[test]
+    fn a_command_of_too_many_values_is_refused() {
+        let mut payload = amf0::encode_all(&["connect".into(), 1.0.into()]).to_vec();
+        payload.extend(vec![0x05u8; MAX_COMMAND_VALUES - 2]);
+        assert!(Command::decode(20, &payload).is_ok());
+        payload.push(0x05);
+        assert_eq!(
+            Command::decode(20, &payload),
+            Err(CommandError::Amf(Amf0Error::TooManyValues(
+                MAX_COMMAND_VALUES
+            )))
+        );
     }
 
     #[test]

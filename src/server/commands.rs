@@ -2,6 +2,8 @@
 
 use tracing::{debug, info};
 
+use super::clip::Clip;
+use super::limits::{self, cut, MAX_INFO_FIELD};
 use super::session::{ConnectInfo, Session, SessionError, WINDOW_ACK_SIZE};
 use crate::relay::{ClientInfo, Route};
 use crate::rtmp::amf0::Amf0Value;
@@ -11,12 +13,25 @@ use crate::rtmp::{MSG_SET_CHUNK_SIZE, MSG_SET_PEER_BANDWIDTH, MSG_WINDOW_ACK_SIZ
 
 impl Session {
     pub(super) fn on_command(&mut self, cmd: Command, stream_id: u32) -> Result<(), SessionError> {
-        debug!(name = %cmd.name, txn = cmd.transaction, "command");
+        debug!(name = %Clip(&cmd.name), txn = cmd.transaction, "command");
         if self.connect.is_none() && cmd.name != "connect" {
             self.call_failed(&cmd, "connect first");
             return Ok(());
         }
+        // Each of these may start work on this node (a stream, a waiting player, an upstream
+        // pull): a connection that asks faster than a person could is closed.
+        if matches!(cmd.name.as_str(), "createStream" | "play" | "publish") && !self.calls.take() {
+            let why = "too many play, publish or createStream calls";
+            self.call_failed(&cmd, why);
+            self.closing = Some(why.into());
+            return Ok(());
+        }
         match cmd.name.as_str() {
+            "connect" if self.connect.is_some() => {
+                self.call_failed(&cmd, "already connected");
+                self.closing = Some("second connect".into());
+                Ok(())
+            }
             "connect" => self.on_connect(cmd),
             "createStream" => {
                 match self.create_stream() {
@@ -95,8 +110,8 @@ impl Session {
             // Answers to calls we made, and notifications that need no answer.
             "_result" | "_error" | "onStatus" | "onBWDone" | "onBWCheck" => Ok(()),
             other => {
-                let msg = format!("unknown command {other}");
-                info!(command = other, "unknown command answered with _error");
+                let msg = format!("unknown command {}", Clip(other));
+                debug!(command = %Clip(other), "unknown command answered with _error");
                 self.call_failed(&cmd, &msg);
                 Ok(())
             }
@@ -105,39 +120,52 @@ impl Session {
 
     fn on_connect(&mut self, cmd: Command) -> Result<(), SessionError> {
         let obj = &cmd.object;
-        let app_raw = obj.get("app").and_then(|v| v.as_str()).unwrap_or("");
-        let tc_url = obj
-            .get("tcUrl")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
+        let field = |name: &str| obj.get(name).and_then(|v| v.as_str()).unwrap_or("");
+        let app_raw = field("app");
+        let tc_url = field("tcUrl");
         let (app, app_query) = split_query(app_raw);
         let query = if !app_query.is_empty() {
-            app_query.to_string()
+            app_query
         } else {
-            split_query(&tc_url).1.to_string()
+            split_query(tc_url).1
         };
-        let app = app.trim_matches('/').to_string();
-        let object_encoding = obj
-            .get("objectEncoding")
-            .and_then(|v| v.as_number())
-            .unwrap_or(0.0);
-        if app.is_empty() {
-            let info = status_info("error", "NetConnection.Connect.Rejected", "no app given");
+        let app = app.trim_matches('/');
+        if let Err(why) = limits::check_connect(app, tc_url, query) {
+            let why = why.to_string();
+            let info = status_info("error", "NetConnection.Connect.Rejected", &why);
             self.send_command(
                 0,
                 &Command::new("_error", cmd.transaction, Amf0Value::Null, vec![info]),
             );
-            self.closing = Some("connect without app".into());
+            self.closing = Some(format!("connect refused: {why}"));
             return Ok(());
         }
-        self.span.record("app", app.as_str());
+        let object_encoding = obj
+            .get("objectEncoding")
+            .and_then(|v| v.as_number())
+            .unwrap_or(0.0);
+        let hops = obj
+            .get(crate::client::HOPS_PROPERTY)
+            .and_then(|v| v.as_number())
+            .map_or(0, |n| n.clamp(0.0, 1000.0) as u32);
+        let info = ConnectInfo {
+            app: app.to_string(),
+            tc_url: tc_url.to_string(),
+            query: query.to_string(),
+            flash_ver: cut(field("flashVer"), MAX_INFO_FIELD),
+            swf_url: cut(field("swfUrl"), MAX_INFO_FIELD),
+            page_url: cut(field("pageUrl"), MAX_INFO_FIELD),
+            object_encoding,
+            hops,
+        };
+        self.span.record("app", info.app.as_str());
         info!(
-            app = %app,
-            tc_url = %tc_url,
-            flash_ver = obj.get("flashVer").and_then(|v| v.as_str()).unwrap_or(""),
+            app = %info.app,
+            tc_url = %Clip(&info.tc_url),
+            flash_ver = %Clip(&info.flash_ver),
             "connect"
         );
+        debug!(swf_url = %Clip(&info.swf_url), page_url = %Clip(&info.page_url), "connect details");
 
         self.control(MSG_WINDOW_ACK_SIZE, &message::u32_payload(WINDOW_ACK_SIZE));
         self.control(
@@ -153,7 +181,7 @@ impl Session {
             ("capabilities", 31.0.into()),
             ("mode", 1.0.into()),
         ]);
-        let info = Amf0Value::object([
+        let result = Amf0Value::object([
             ("level", "status".into()),
             ("code", "NetConnection.Connect.Success".into()),
             ("description", "Connection succeeded.".into()),
@@ -168,20 +196,9 @@ impl Session {
         ]);
         self.send_command(
             0,
-            &Command::new("_result", cmd.transaction, props, vec![info]),
+            &Command::new("_result", cmd.transaction, props, vec![result]),
         );
-        let hops = obj
-            .get(crate::client::HOPS_PROPERTY)
-            .and_then(|v| v.as_number())
-            .map_or(0, |n| n.clamp(0.0, 1000.0) as u32);
-        self.connect = Some(ConnectInfo {
-            app,
-            tc_url,
-            query,
-            object: cmd.object,
-            object_encoding,
-            hops,
-        });
+        self.connect = Some(info);
         Ok(())
     }
 
@@ -230,7 +247,7 @@ impl Session {
     /// 0 with level error, NetConnection.Connect.Rejected and `ex: {code: 302, redirect:
     /// tcUrl, redirect2: full URL}`; the client has 3 s to go before we close.
     pub(super) fn redirect(&mut self, tc_url: &str, url: &str) {
-        info!(to = %url, "redirecting client");
+        info!(to = %Clip(url), "redirecting client");
         let ex = Amf0Value::object([
             ("code", 302.0.into()),
             ("redirect", tc_url.into()),

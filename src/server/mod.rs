@@ -4,7 +4,10 @@
 //! on a connection: each runs in its own task, and a panic in one is logged by its task's end,
 //! not felt by the others.
 
+pub mod clip;
 mod commands;
+pub mod limits;
+pub mod log_limit;
 mod outbound;
 mod play;
 pub mod proxy_header;
@@ -29,6 +32,11 @@ pub use traffic::{RateMeter, Traffic};
 use crate::hub::Hub;
 use crate::relay::Relays;
 use crate::rtmp::chunk::ReaderLimits;
+use limits::PerIp;
+use log_limit::RateLimitedLog;
+
+/// Node-wide log lines about connections that never got through `connect`, per second.
+const EARLY_LOG_PER_SECOND: u32 = 20;
 
 /// Per-connection limits, from the config.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +53,10 @@ pub struct SessionLimits {
     pub merge_write: Duration,
     /// Every connection starts with a PROXY protocol header (v1 or v2) naming the client.
     pub proxy_protocol: bool,
+    /// A publisher that sends no media this long loses the stream (and its connection).
+    pub publish_idle_timeout: Duration,
+    /// Open connections one client address may hold (0: unlimited).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for SessionLimits {
@@ -58,6 +70,8 @@ impl Default for SessionLimits {
             write_timeout: Duration::from_secs(10),
             merge_write: Duration::from_millis(100),
             proxy_protocol: false,
+            publish_idle_timeout: Duration::from_secs(5),
+            max_connections_per_ip: 1000,
         }
     }
 }
@@ -71,6 +85,11 @@ pub struct ServerContext {
     pub relays: OnceLock<Arc<Relays>>,
     /// Bytes every session read and wrote.
     pub traffic: Arc<Traffic>,
+    /// Connections per client address.
+    pub per_ip: Arc<PerIp>,
+    /// Budget of log lines about connections that never got through `connect` (and refusals
+    /// at accept): anyone can open those, as fast as they like.
+    pub early_log: Arc<RateLimitedLog>,
 }
 
 pub struct RtmpServer {
@@ -98,6 +117,11 @@ impl RtmpServer {
                 shutdown,
                 relays: OnceLock::new(),
                 traffic: Arc::new(Traffic::default()),
+                per_ip: PerIp::new(limits.max_connections_per_ip),
+                early_log: Arc::new(RateLimitedLog::new(
+                    EARLY_LOG_PER_SECOND,
+                    Duration::from_secs(1),
+                )),
             }),
             max_connections,
             tracker: TaskTracker::new(),
@@ -134,7 +158,10 @@ impl RtmpServer {
             let permit = match limit.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
-                    warn!(%peer, max = self.max_connections, "connection refused: limit reached");
+                    if let Some(similar_suppressed) = self.ctx.early_log.allow() {
+                        warn!(%peer, max = self.max_connections, similar_suppressed,
+                            "connection refused: limit reached");
+                    }
                     drop(socket);
                     continue;
                 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info};
 
+use super::clip::Clip;
 use super::session::{Session, SessionError};
 use crate::hub::{Event, Player, Snapshot};
 use crate::media::{Frame, FrameKind};
@@ -43,15 +44,13 @@ pub struct Playing {
 impl Session {
     pub(super) fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
         let name = cmd.arg_str(0).unwrap_or("").to_string();
-        let key = match self.key_for(&name) {
-            Some(k) => k,
-            None => {
-                self.on_status(
-                    stream_id,
-                    "error",
-                    "NetStream.Play.StreamNotFound",
-                    "no stream name",
-                );
+        let key = match self.key_for(&name, stream_id) {
+            Ok(k) => k,
+            Err(why) => {
+                if self.notices.allow() {
+                    info!(name = %Clip(&name), reason = %why, "play refused");
+                }
+                self.on_status(stream_id, "error", "NetStream.Play.StreamNotFound", &why);
                 return Ok(());
             }
         };
@@ -69,12 +68,28 @@ impl Session {
                 return Ok(());
             }
             Some(Route::Refuse(why)) => {
-                info!(stream = %key, reason = %why, "play refused");
+                if self.notices.allow() {
+                    info!(stream = %key, reason = %why, "play refused");
+                }
                 self.on_status(stream_id, "error", "NetStream.Play.StreamNotFound", &why);
                 return Ok(());
             }
         }
-        let (player, snapshot) = self.ctx.hub.play(&key);
+        let (player, snapshot) = match self.ctx.hub.play(&key) {
+            Ok(joined) => joined,
+            Err(e) => {
+                if self.notices.allow() {
+                    info!(stream = %key, reason = %e, "play refused");
+                }
+                self.on_status(
+                    stream_id,
+                    "error",
+                    "NetStream.Play.StreamNotFound",
+                    &e.to_string(),
+                );
+                return Ok(());
+            }
+        };
         self.span.record("stream", key.as_str());
         self.span.record("role", "play");
         let conn = self.connect.as_ref();

@@ -26,16 +26,11 @@ pub struct Publishing {
 impl Session {
     pub(super) fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
         let name = cmd.arg_str(0).unwrap_or("").to_string();
-        let key = match self.key_for(&name) {
-            Some(k) => k,
-            None => {
-                self.on_status(
-                    stream_id,
-                    "error",
-                    "NetStream.Publish.BadName",
-                    "no stream name",
-                );
-                self.closing = Some("publish without a stream name".into());
+        let key = match self.key_for(&name, stream_id) {
+            Ok(k) => k,
+            Err(why) => {
+                self.on_status(stream_id, "error", "NetStream.Publish.BadName", &why);
+                self.closing = Some(format!("publish refused: {why}"));
                 return Ok(());
             }
         };
@@ -56,7 +51,9 @@ impl Session {
                 return Ok(());
             }
             Some(Route::Refuse(why)) => {
-                info!(stream = %key, reason = %why, "publish refused");
+                if self.notices.allow() {
+                    info!(stream = %key, reason = %why, "publish refused");
+                }
                 self.on_status(stream_id, "error", "NetStream.Publish.BadName", &why);
                 self.closing = Some(why);
                 return Ok(());
@@ -75,6 +72,8 @@ impl Session {
                     "publish start"
                 );
                 let push = self.start_push(&key, &name);
+                self.reader.allow_media(true);
+                self.last_media = tokio::time::Instant::now();
                 self.publishing = Some(Publishing {
                     publisher,
                     _push: push,
@@ -92,7 +91,9 @@ impl Session {
                 );
             }
             Err(e) => {
-                warn!(stream = %key, "publish refused: already publishing");
+                if self.notices.allow() {
+                    warn!(stream = %key, "publish refused: already publishing");
+                }
                 self.on_status(
                     stream_id,
                     "error",
@@ -119,6 +120,7 @@ impl Session {
 
     pub(super) fn stop_publishing(&mut self, why: &str) {
         if let Some(p) = self.publishing.take() {
+            self.reader.allow_media(false);
             info!(
                 stream = %p.publisher.key(),
                 duration_s = p.started.elapsed().as_secs_f64(),
@@ -141,6 +143,7 @@ impl Session {
         };
         p.bytes += msg.payload.len() as u64;
         p.messages += 1;
+        self.last_media = tokio::time::Instant::now();
         match msg.type_id {
             MSG_AUDIO => p
                 .publisher

@@ -16,12 +16,14 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn, Instrument, Span};
 
+use super::clip::Clip;
+use super::limits::{CallBucket, IpSlot};
+use super::log_limit::Notices;
 use super::outbound::Outbound;
 use super::play::Playing;
 use super::publish::Publishing;
 use super::ServerContext;
 use crate::hub::Event;
-use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::{ChunkError, ChunkReader, MessageHeader, RawMessage};
 use crate::rtmp::command::{Command, CommandError};
 use crate::rtmp::handshake::{Handshake, HandshakeError, Step};
@@ -67,6 +69,10 @@ pub enum SessionError {
     TooSlow(u32),
     #[error("{0}")]
     Rejected(String),
+    #[error("{count} connections from {ip} already, the limit per address")]
+    TooManyFromIp { ip: std::net::IpAddr, count: usize },
+    #[error("publisher sent no media for {0:?}; stream released")]
+    PublishIdle(Duration),
 }
 
 impl SessionError {
@@ -78,16 +84,17 @@ impl SessionError {
     }
 }
 
-/// What the peer said in `connect`, kept whole.
+/// What the peer said in `connect`: the fields routing, relays and access decisions need,
+/// each within its length limit (see `limits`); the rest of the command object is not kept.
 #[derive(Debug, Clone)]
 pub struct ConnectInfo {
     pub app: String,
     pub tc_url: String,
     /// The query string from the app or tcUrl (tokens, options), without '?'.
     pub query: String,
-    /// The whole command object; relays replay it upstream.
-    #[allow(dead_code)]
-    pub object: Amf0Value,
+    pub flash_ver: String,
+    pub swf_url: String,
+    pub page_url: String,
     pub object_encoding: f64,
     /// `ringcastHops` from connect: 0 for players and publishers, >0 for ringcast relays.
     pub hops: u32,
@@ -110,7 +117,7 @@ pub struct Session {
     rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     rbuf: BytesMut,
-    reader: ChunkReader,
+    pub(super) reader: ChunkReader,
     pub(super) out: Outbound,
     pub(super) connect: Option<ConnectInfo>,
     /// Message stream ids handed out by createStream.
@@ -125,12 +132,24 @@ pub struct Session {
     peer_window: u32,
     /// Set when the connection must close once what is queued has been written.
     pub(super) closing: Option<String>,
+    /// Why it closed that way (for the close line).
+    close_reason: Option<String>,
     /// Size of the last read, to size the next one.
     last_read: usize,
     /// After an RTMP 302: when to close if the client has not gone by itself.
     pub(super) close_at: Option<tokio::time::Instant>,
     /// When the oldest media still queued was queued (write merging).
     pending_since: Option<tokio::time::Instant>,
+    /// The client: the TCP peer, or the address a PROXY protocol header named.
+    pub(super) client: SocketAddr,
+    /// This connection's place in the per-address connection count.
+    ip_slot: Option<IpSlot>,
+    /// Notice lines this connection may still log.
+    pub(super) notices: Notices,
+    /// Its allowance of play, publish and createStream calls.
+    pub(super) calls: CallBucket,
+    /// When the publisher last sent media (or started publishing).
+    pub(super) last_media: tokio::time::Instant,
 }
 
 impl Session {
@@ -145,15 +164,22 @@ impl Session {
             app = tracing::field::Empty,
             stream = tracing::field::Empty,
             role = tracing::field::Empty,
+            // Recorded only for the close line, and only when there is something to say.
+            reason = tracing::field::Empty,
+            suppressed = tracing::field::Empty,
+            similar_suppressed = tracing::field::Empty,
         );
         let limits = ctx.limits;
+        let mut reader = ChunkReader::new(limits.reader);
+        // Until it publishes, every message a client sends is held to the command limit.
+        reader.allow_media(false);
         Session {
             id,
             span,
             rd,
             wr,
             rbuf: BytesMut::with_capacity(4096),
-            reader: ChunkReader::new(limits.reader),
+            reader,
             out: Outbound::new(128),
             connect: None,
             created_streams: Vec::new(),
@@ -164,9 +190,15 @@ impl Session {
             acked: 0,
             peer_window: 0,
             closing: None,
+            close_reason: None,
             pending_since: None,
             close_at: None,
             last_read: 0,
+            client: peer,
+            ip_slot: None,
+            notices: Notices::default(),
+            calls: CallBucket::default(),
+            last_media: tokio::time::Instant::now(),
             ctx,
         }
     }
@@ -183,6 +215,24 @@ impl Session {
         self.stop_publishing("connection closed");
         self.stop_playing("connection closed");
         let secs = started.elapsed().as_secs_f64();
+        // A connection that never got through `connect` is anyone's: its close line comes
+        // out of the node-wide budget, so a flood of such connections cannot flood the log.
+        if self.connect.is_none() {
+            match self.ctx.early_log.allow() {
+                Some(0) => {}
+                Some(n) => {
+                    self.span.record("similar_suppressed", n);
+                }
+                None => return,
+            }
+        }
+        if self.notices.suppressed() > 0 {
+            self.span.record("suppressed", self.notices.suppressed());
+        }
+        if let Some(reason) = &self.close_reason {
+            self.span
+                .record("reason", tracing::field::display(Clip(reason)));
+        }
         match result {
             Ok(()) => info!(duration_s = secs, "closed"),
             Err(e) if e.is_peer_reset() => info!(duration_s = secs, error = %e, "closed by peer"),
@@ -195,6 +245,16 @@ impl Session {
         let deadline = tokio::time::Instant::now() + limit;
         if self.ctx.limits.proxy_protocol {
             self.proxy_header(deadline).await?;
+        }
+        let ip = self.client.ip();
+        match self.ctx.per_ip.acquire(ip) {
+            Some(slot) => self.ip_slot = Some(slot),
+            None => {
+                return Err(SessionError::TooManyFromIp {
+                    ip,
+                    count: self.ctx.per_ip.max(),
+                })
+            }
         }
         self.handshake(deadline).await?;
         self.main_loop().await
@@ -225,6 +285,7 @@ impl Session {
                 match header.source {
                     Some(client) => {
                         self.span.record("client", tracing::field::display(client));
+                        self.client = client;
                     }
                     None => debug!("PROXY header without a client address (LOCAL or UNKNOWN)"),
                 }
@@ -286,7 +347,7 @@ impl Session {
                 flush_at = None;
             }
             if let Some(reason) = self.closing.take() {
-                debug!(reason, "closing after flush");
+                self.close_reason = Some(reason);
                 return Ok(());
             }
             if let Some(at) = flush_at.filter(|at| *at != flush_timer.deadline()) {
@@ -296,13 +357,24 @@ impl Session {
             // they are bounded by the write stall timeout instead, and get no idle timeout.
             // Others are closed after `idle_timeout` without a byte; the timer is armed once
             // and, when it fires, re-armed from the last read instead of on every read.
-            let idle_due = self.close_at.or_else(|| {
-                self.playing
-                    .is_none()
-                    .then_some(last_activity + idle_timeout)
+            // A publisher is also held to `publish_idle_timeout` without media, whether or not
+            // it plays too, so that a dead publisher's slot frees up for its reconnect soon.
+            let publish_due = self
+                .publishing
+                .is_some()
+                .then(|| self.last_media + self.ctx.limits.publish_idle_timeout);
+            let read_due = self
+                .playing
+                .is_none()
+                .then_some(last_activity + idle_timeout);
+            let idle_due = self.close_at.or(match (publish_due, read_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             });
-            if let Some(close_at) = self.close_at.filter(|at| *at < idle.deadline()) {
-                idle.as_mut().reset(close_at);
+            // The timer only ever moves earlier here; when it fires before `idle_due` (which
+            // moves later with every read) it is re-armed below.
+            if let Some(due) = idle_due.filter(|due| *due < idle.deadline()) {
+                idle.as_mut().reset(due);
             }
             // The read buffer follows the peer's rate: twice the last read, 2 KiB to 64 KiB.
             // Players and idle connections send little and keep small buffers; a fast
@@ -351,6 +423,17 @@ impl Session {
                 Wake::IdleTimeout if self.close_at.is_some() => {
                     info!("redirected client did not leave; closing");
                     return Ok(());
+                }
+                Wake::IdleTimeout
+                    if publish_due.is_some_and(|due| due <= tokio::time::Instant::now()) =>
+                {
+                    let idle = self.ctx.limits.publish_idle_timeout;
+                    if let Some(sid) = self.publishing.as_ref().map(|p| p.stream_id) {
+                        self.on_status(sid, "status", "NetStream.Unpublish.Success", "no media");
+                    }
+                    self.stop_publishing("no media");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+                    return Err(SessionError::PublishIdle(idle));
                 }
                 Wake::IdleTimeout => {
                     return Err(SessionError::Idle(self.ctx.limits.idle_timeout));
@@ -554,12 +637,20 @@ impl Session {
         }
     }
 
-    /// The stream key for `name` on this connection's app; `None` before connect or for an
-    /// empty stream name.
-    pub(super) fn key_for(&self, name: &str) -> Option<String> {
-        let app = self.connect.as_ref()?.app.as_str();
-        let bare = name.split('?').next().unwrap_or("").trim_matches('/');
-        (!bare.is_empty()).then(|| stream_key(app, name))
+    /// The stream key a play or publish of `name` on message stream `stream_id` asks for, or
+    /// why it is refused: not connected, a message stream that createStream did not hand out,
+    /// or a name that is empty or over its limits (see `limits`).
+    pub(super) fn key_for(&self, name: &str, stream_id: u32) -> Result<String, String> {
+        let app = match self.connect.as_ref() {
+            Some(conn) => conn.app.as_str(),
+            None => return Err("connect first".into()),
+        };
+        if !self.created_streams.contains(&stream_id) {
+            return Err(format!("message stream {stream_id} was not created"));
+        }
+        let key = stream_key(app, name);
+        super::limits::check_stream(name, &key).map_err(|e| e.to_string())?;
+        Ok(key)
     }
 }
 

@@ -11,7 +11,7 @@ use super::Node;
 
 /// A secret no other test (or test run) shares.
 pub fn test_secret(test: &str) -> String {
-    format!("{test}-{}", std::process::id())
+    format!("{test}-{}-ringcast-test", std::process::id())
 }
 
 /// Starts a clustered node with ephemeral ports.

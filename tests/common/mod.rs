@@ -30,7 +30,20 @@ impl Node {
     /// Starts `ringcast` with the embedded default config plus `env` overrides; RTMP on a free
     /// port of 127.0.0.1 (read back from the startup log line).
     pub async fn start(env: &[(&str, &str)]) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        Node::start_in(None, env).await
+    }
+
+    /// [`Node::start`] inside the network namespace `netns` (`ip netns exec`, which execs
+    /// the binary: the pid is ringcast's).
+    pub async fn start_in(netns: Option<&str>, env: &[(&str, &str)]) -> Node {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ringcast")]);
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ringcast")),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RINGCAST_RTMP__LISTEN", "127.0.0.1:0")
@@ -99,18 +112,52 @@ impl Node {
         self.log_lines().iter().any(|l| l.contains(needle))
     }
 
-    /// Waits for a log line containing `needle`; panics with the log after `limit`.
+    /// A position in the log: lines logged from now on are after it (see
+    /// [`Node::wait_log_since`]).
+    pub fn log_mark(&self) -> usize {
+        self.log.lock().expect("log lock").len()
+    }
+
+    /// Bytes the node has logged so far (newlines included).
+    pub fn log_bytes(&self) -> usize {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .map(|l| l.len() + 1)
+            .sum()
+    }
+
+    /// Waits for a log line containing `needle`, anywhere in the log; panics with the log
+    /// after `limit`. To wait for a line caused by what the test just did, use
+    /// [`Node::wait_log_since`] with a mark taken before.
     pub async fn wait_log(&self, needle: &str, limit: Duration) -> String {
         self.wait_log_all(&[needle], limit).await
     }
 
     /// Waits for a log line containing every one of `needles`.
     pub async fn wait_log_all(&self, needles: &[&str], limit: Duration) -> String {
+        self.wait_log_all_since(0, needles, limit).await
+    }
+
+    /// Waits for a line logged after `mark` (see [`Node::log_mark`]) containing `needle`.
+    pub async fn wait_log_since(&self, mark: usize, needle: &str, limit: Duration) -> String {
+        self.wait_log_all_since(mark, &[needle], limit).await
+    }
+
+    /// Waits for a line logged after `mark` containing every one of `needles`.
+    pub async fn wait_log_all_since(
+        &self,
+        mark: usize,
+        needles: &[&str],
+        limit: Duration,
+    ) -> String {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(line) = self
                 .log_lines()
                 .into_iter()
+                .skip(mark)
                 .find(|l| needles.iter().all(|n| l.contains(n)))
             {
                 return line;
@@ -377,6 +424,21 @@ pub async fn count_video(c: &mut RtmpClient, window: Duration) -> usize {
     n
 }
 
+/// Reads until `want` video messages arrived or `limit` passed; returns how many did. For
+/// "frames keep coming" checks that must not depend on how fast a loaded machine encodes.
+pub async fn wait_video(c: &mut RtmpClient, want: usize, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut n = 0;
+    while n < want {
+        match tokio::time::timeout_at(deadline, c.next()).await {
+            Ok(Ok(Incoming::Media(m))) if m.type_id == 9 => n += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    n
+}
+
 /// Counts video messages of every client at once, each on its own task, within `window`;
 /// gives the clients back, still connected.
 pub async fn count_video_all(
@@ -452,6 +514,36 @@ pub fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Established TCP connections of process `pid` to any of `ports` (read with `ss`): a node's
+/// upstream connections to other nodes' RTMP listeners.
+pub fn connections_to(pid: u32, ports: &[u16]) -> usize {
+    let out = std::process::Command::new("ss")
+        .args(["-tnpH", "state", "established"])
+        .output()
+        .expect("ss (iproute2)");
+    let owner = format!("pid={pid},");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&owner))
+        .filter(|l| {
+            // Recv-Q Send-Q Local Peer Process
+            l.split_whitespace()
+                .nth(3)
+                .and_then(|peer| peer.rsplit(':').next())
+                .and_then(|port| port.parse::<u16>().ok())
+                .is_some_and(|port| ports.contains(&port))
+        })
+        .count()
+}
+
+/// The port of a `host:port` address.
+pub fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("host:port")
 }
 
 /// A TCP connection that has completed the RTMP handshake and nothing else.

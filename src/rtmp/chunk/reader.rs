@@ -2,15 +2,20 @@
 //!
 //! It owns the per-chunk-stream header state and the reassembly of interleaved chunk streams.
 //! It never does IO and never trusts a length from the wire: a message is never preallocated
-//! from its declared length, the bytes held for partial messages are capped, and every limit
-//! breach is an error naming the problem. The shape is mini-redis's framing: look at the buffer,
+//! from its declared length, the memory held for partial messages (allocated capacity, not
+//! just bytes received) is capped and given back when a message is aborted or replaced, each
+//! message type has its own size limit (commands are small; audio and video may be large only
+//! once the connection may send media), and every limit breach is an error naming the problem. The shape is mini-redis's framing: look at the buffer,
 //! consume only whole chunks, return `Ok(None)` when more bytes are needed.
 
 use std::collections::HashMap;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::rtmp::{EXTENDED_TIMESTAMP, MSG_ABORT, MSG_SET_CHUNK_SIZE};
+use crate::rtmp::{
+    EXTENDED_TIMESTAMP, MSG_ABORT, MSG_AGGREGATE, MSG_AUDIO, MSG_DATA_AMF0, MSG_DATA_AMF3,
+    MSG_SET_CHUNK_SIZE, MSG_VIDEO,
+};
 
 /// One reassembled RTMP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +31,13 @@ pub struct RawMessage {
 pub enum ChunkError {
     #[error("chunk stream {0} continues a message header it never started (fmt {1} first)")]
     NoPreviousHeader(u32, u8),
-    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
-    MessageTooLarge { size: u32, limit: usize },
+    #[error("{kind} message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// "media", "data", "command" (any other type), or "media before publish".
+        kind: &'static str,
+        size: u32,
+        limit: usize,
+    },
     #[error("peer set chunk size {0}, outside 1..={1}")]
     BadChunkSize(u32, usize),
     #[error("set chunk size message is {0} bytes, expected 4")]
@@ -42,8 +52,14 @@ pub enum ChunkError {
 #[derive(Debug, Clone, Copy)]
 pub struct ReaderLimits {
     pub max_chunk_size: usize,
+    /// Largest audio, video or aggregate message (once media is allowed).
     pub max_message_size: usize,
-    /// Total bytes across all partially received messages on one connection.
+    /// Largest command, control or other message, and of any message while media is not
+    /// allowed: what an anonymous connection can make us hold.
+    pub max_command_size: usize,
+    /// Largest data message (metadata) once media is allowed.
+    pub max_data_size: usize,
+    /// Total capacity allocated for partially received messages on one connection.
     pub max_buffered: usize,
     pub max_chunk_streams: usize,
 }
@@ -53,6 +69,8 @@ impl Default for ReaderLimits {
         ReaderLimits {
             max_chunk_size: 1 << 20,
             max_message_size: 8 << 20,
+            max_command_size: 64 << 10,
+            max_data_size: 1 << 20,
             max_buffered: 16 << 20,
             max_chunk_streams: 64,
         }
@@ -93,7 +111,11 @@ pub struct ChunkReader {
     chunk_size: usize,
     limits: ReaderLimits,
     streams: HashMap<u32, ChunkStream>,
+    /// Capacity of every `ChunkStream::partial`, summed.
     buffered: usize,
+    /// Whether audio, video and data messages may use their own (larger) limits; until then
+    /// every message is held to `max_command_size`.
+    media_allowed: bool,
 }
 
 /// A parsed chunk header, before it is applied to the stream state.
@@ -116,11 +138,44 @@ impl ChunkReader {
             limits,
             streams: HashMap::new(),
             buffered: 0,
+            media_allowed: true,
         }
     }
 
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
+    }
+
+    /// Lets audio, video and data messages reach their own limits (a server allows it once a
+    /// connection publishes; a client from the start), or holds them to the command limit.
+    pub fn allow_media(&mut self, allowed: bool) {
+        self.media_allowed = allowed;
+    }
+
+    /// Capacity held for partial messages right now.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// The size limit of a message of `type_id`, and what to call it in an error.
+    fn limit_for(&self, type_id: u8) -> (usize, &'static str) {
+        let l = &self.limits;
+        match type_id {
+            MSG_AUDIO | MSG_VIDEO | MSG_AGGREGATE | MSG_DATA_AMF0 | MSG_DATA_AMF3
+                if !self.media_allowed =>
+            {
+                (l.max_command_size, "media before publish")
+            }
+            MSG_AUDIO | MSG_VIDEO | MSG_AGGREGATE => (l.max_message_size, "media"),
+            MSG_DATA_AMF0 | MSG_DATA_AMF3 => (l.max_data_size.min(l.max_message_size), "data"),
+            _ => (l.max_command_size.min(l.max_message_size), "command"),
+        }
+    }
+
+    /// Forgets the partial message of `stream`, giving its buffer back.
+    fn drop_partial(buffered: &mut usize, stream: &mut ChunkStream) {
+        *buffered -= stream.partial.capacity();
+        stream.partial = BytesMut::new();
     }
 
     /// Reads chunks from the front of `buf` until one message completes (`Ok(Some)`) or a whole
@@ -132,16 +187,23 @@ impl ChunkReader {
                 return Ok(None);
             };
             let state = self.streams.get(&header.csid);
-            let (length, in_progress, received) = match (header.fmt, state) {
-                (0, _) => (header.length, false, 0),
-                (1, Some(s)) => (header.length, s.in_progress, s.partial.len()),
-                (2 | 3, Some(s)) => (s.length, s.in_progress, s.partial.len()),
+            let (length, type_id, in_progress, received) = match (header.fmt, state) {
+                (0, _) => (header.length, header.type_id, false, 0),
+                (1, Some(s)) => (
+                    header.length,
+                    header.type_id,
+                    s.in_progress,
+                    s.partial.len(),
+                ),
+                (2 | 3, Some(s)) => (s.length, s.type_id, s.in_progress, s.partial.len()),
                 (fmt, _) => return Err(ChunkError::NoPreviousHeader(header.csid, fmt)),
             };
-            if length as usize > self.limits.max_message_size {
+            let (limit, kind) = self.limit_for(type_id);
+            if length as usize > limit {
                 return Err(ChunkError::MessageTooLarge {
+                    kind,
                     size: length,
-                    limit: self.limits.max_message_size,
+                    limit,
                 });
             }
             let continuing = in_progress && header.fmt == 3;
@@ -162,8 +224,9 @@ impl ChunkReader {
             let stream = self.streams.entry(header.csid).or_default();
             if !continuing {
                 // A new message starts: drop any partial one this header replaced.
-                self.buffered -= stream.partial.len();
-                stream.partial.clear();
+                if stream.partial.capacity() > 0 {
+                    Self::drop_partial(&mut self.buffered, stream);
+                }
                 match header.fmt {
                     0 => {
                         stream.timestamp = header.ts_field;
@@ -200,19 +263,29 @@ impl ChunkReader {
                 return Ok(Some(msg));
             }
 
-            let held = self.buffered + want;
-            if held > self.limits.max_buffered {
-                return Err(ChunkError::TooMuchBuffered {
-                    held,
-                    limit: self.limits.max_buffered,
-                });
+            let needed = stream.partial.len() + want;
+            if stream.partial.capacity() < needed {
+                // Grow by doubling, never past the message's length, and count the capacity
+                // against the limit before allocating it.
+                let old = stream.partial.capacity();
+                let new = (old * 2).max(needed).min(length as usize);
+                let held = self.buffered - old + new;
+                if held > self.limits.max_buffered {
+                    return Err(ChunkError::TooMuchBuffered {
+                        held,
+                        limit: self.limits.max_buffered,
+                    });
+                }
+                let mut grown = BytesMut::with_capacity(new);
+                grown.extend_from_slice(&stream.partial);
+                self.buffered = self.buffered - old + grown.capacity();
+                stream.partial = grown;
             }
             stream.partial.extend_from_slice(&buf[..want]);
             buf.advance(want);
-            self.buffered = held;
             if stream.partial.len() == length as usize {
-                let payload = stream.partial.split().freeze();
-                self.buffered -= payload.len();
+                self.buffered -= stream.partial.capacity();
+                let payload = std::mem::take(&mut stream.partial).freeze();
                 let msg = stream.complete(header.csid, payload);
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
@@ -246,8 +319,7 @@ impl ChunkReader {
                     msg.payload[3],
                 ]);
                 if let Some(s) = self.streams.get_mut(&csid) {
-                    self.buffered -= s.partial.len();
-                    s.partial.clear();
+                    Self::drop_partial(&mut self.buffered, s);
                     s.in_progress = false;
                 }
             }
@@ -530,6 +602,105 @@ mod tests {
             }
         }
         assert!(matches!(result, Err(ChunkError::TooMuchBuffered { .. })));
+    }
+
+    #[test]
+    fn each_message_type_has_its_limit_and_media_waits_for_publish() {
+        let limits = ReaderLimits {
+            max_command_size: 1000,
+            max_data_size: 5000,
+            max_message_size: 20_000,
+            ..ReaderLimits::default()
+        };
+        let too_big = |reader: &mut ChunkReader, type_id: u8, len: usize| {
+            let mut wire = encode(&msg(6, 0, type_id, 1, len, 1), 128);
+            match reader.read(&mut wire) {
+                Err(ChunkError::MessageTooLarge { kind, limit, .. }) => Some((kind, limit)),
+                _ => None,
+            }
+        };
+        let mut server = ChunkReader::new(limits);
+        server.allow_media(false);
+        assert_eq!(too_big(&mut server, 20, 1001), Some(("command", 1000)));
+        assert_eq!(
+            too_big(&mut server, 9, 1001),
+            Some(("media before publish", 1000))
+        );
+        assert_eq!(
+            too_big(&mut server, 18, 1001),
+            Some(("media before publish", 1000))
+        );
+        server.allow_media(true);
+        assert_eq!(too_big(&mut server, 20, 1001), Some(("command", 1000)));
+        assert_eq!(too_big(&mut server, 18, 5001), Some(("data", 5000)));
+        assert_eq!(too_big(&mut server, 9, 20_001), Some(("media", 20_000)));
+        let mut reader = ChunkReader::new(limits);
+        assert_eq!(
+            too_big(&mut reader, 9, 20_000),
+            None,
+            "a client allows media"
+        );
+        assert_eq!(
+            ChunkError::MessageTooLarge {
+                kind: "command",
+                size: 8,
+                limit: 4
+            }
+            .to_string(),
+            "command message of 8 bytes exceeds the limit of 4 bytes"
+        );
+    }
+
+    #[test]
+    fn partial_messages_are_counted_by_capacity_and_given_back() {
+        let mut reader = ChunkReader::new(ReaderLimits::default());
+        // A 100 KB video message in 128-byte chunks: the held capacity never exceeds the
+        // message length, and all of it is given back when the message completes.
+        let m = msg(6, 0, 9, 1, 100_000, 4);
+        let wire = encode(&m, 128);
+        let mut buf = BytesMut::new();
+        let mut peak = 0;
+        let mut got = None;
+        for piece in wire.chunks(129) {
+            buf.extend_from_slice(piece);
+            if let Some(done) = reader.read(&mut buf).expect("valid") {
+                got = Some(done);
+            }
+            peak = peak.max(reader.buffered());
+        }
+        assert_eq!(got, Some(m));
+        assert!(peak <= 100_000, "peak {peak}");
+        assert!(peak >= 50_000, "doubling reaches the message size: {peak}");
+        assert_eq!(reader.buffered(), 0);
+
+        // An aborted partial message gives its buffer back.
+        let mut wire = encode(&msg(6, 0, 9, 1, 10_000, 5), 128);
+        wire.truncate(12 + 128 + 20 * 129);
+        while reader.read(&mut wire).expect("valid").is_some() {}
+        assert!(reader.buffered() >= 2000);
+        let abort = RawMessage {
+            csid: 2,
+            timestamp: 0,
+            type_id: MSG_ABORT,
+            stream_id: 0,
+            payload: Bytes::from_static(&[0, 0, 0, 6]),
+        };
+        let mut wire = encode(&abort, 128);
+        assert!(reader.read(&mut wire).expect("valid").is_some());
+        assert_eq!(reader.buffered(), 0);
+        assert_eq!(
+            reader.streams.get(&6).map(|s| s.partial.capacity()),
+            Some(0)
+        );
+
+        // A new message on the chunk stream replaces the partial one and frees it.
+        let mut wire = encode(&msg(6, 0, 9, 1, 10_000, 5), 128);
+        wire.truncate(12 + 128 + 20 * 129);
+        while reader.read(&mut wire).expect("valid").is_some() {}
+        assert!(reader.buffered() > 0);
+        let mut wire = encode(&msg(6, 0, 9, 1, 50, 6), 128);
+        assert!(reader.read(&mut wire).expect("valid").is_some());
+        assert_eq!(reader.buffered(), 0);
     }
 
     #[test]
