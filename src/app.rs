@@ -25,13 +25,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::access::relay_credential::RelayKey;
+use crate::access::rules::Access;
 use crate::cluster::{Cluster, ClusterError, ClusterSettings, Load, NodeRole};
 use crate::config::{parse_advertise, Config, EdgeMode, Role};
 use crate::http::{Health, HttpState};
 use crate::hub::{Hub, HubConfig};
 use crate::relay::{Mode, Relays};
 use crate::rtmp::chunk::ReaderLimits;
-use crate::server::{RateMeter, RtmpServer, SessionLimits, Traffic};
+use crate::server::{RateMeter, RtmpServer, ServerIdentity, SessionLimits, Traffic};
 
 /// A publisher silent this long may be taken over by a new publisher of its stream.
 const STALE_PUBLISHER: Duration = Duration::from_secs(1);
@@ -275,11 +277,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     let hub = Hub::new(hub_config(&cfg));
     // RTMP stops on its own token: on shutdown the node drains first, then stops RTMP.
     let rtmp_stop = CancellationToken::new();
+    let identity = ServerIdentity {
+        node_id: cfg.node.id.clone(),
+        role: cfg.node.role.as_str(),
+        access: Arc::new(Access::open()),
+    };
     let server = RtmpServer::bind(
         cfg.rtmp.listen,
         hub.clone(),
         session_limits(&cfg),
         cfg.rtmp.max_connections,
+        identity,
         rtmp_stop.clone(),
     )
     .await
@@ -314,6 +322,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         health: health.clone(),
         traffic: server.context().traffic.clone(),
         early_log: server.context().early_log.clone(),
+        admin_token: cfg.http.admin_token.clone(),
+        clients: server.context().clients.clone(),
+        access: server.context().access.clone(),
     });
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(crate::http::serve(
@@ -345,6 +356,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         "ringcast listening"
     );
     let relays = cluster.as_ref().map(|cluster| {
+        let relay_key = RelayKey::derive(&cfg.cluster.secret, &cfg.cluster.cluster_id);
         let mode = |m: EdgeMode| match m {
             EdgeMode::Proxy => Mode::Proxy,
             EdgeMode::Redirect => Mode::Redirect,
@@ -356,7 +368,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             mode(cfg.edge.play),
             mode(cfg.edge.publish),
             cfg.cluster.max_pulls,
+            relay_key.clone(),
         );
+        let _ = server.context().relay_key.set(relay_key);
         let _ = server.context().relays.set(relays.clone());
         let _ = http_state.relays.set(relays.clone());
         relays

@@ -114,6 +114,9 @@ pub struct ClientOptions {
     /// TCP keepalive probes on the socket (relays: a peer that vanishes without a FIN or RST,
     /// a hung host or a partition, is noticed even while nothing is being sent).
     pub keepalive: bool,
+    /// A relay credential (see `access::relay_credential`), sent as `ringcastRelay` in connect
+    /// so that the upstream treats this connection as a relay.
+    pub relay_credential: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -125,6 +128,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             limits: ReaderLimits::default(),
             keepalive: false,
+            relay_credential: None,
         }
     }
 }
@@ -213,9 +217,15 @@ impl RtmpClient {
             ("videoFunction", 1.0.into()),
             ("objectEncoding", 0.0.into()),
         ]);
-        if client.opts.hops > 0 {
-            if let Amf0Value::Object(props) = &mut object {
+        if let Amf0Value::Object(props) = &mut object {
+            if client.opts.hops > 0 {
                 props.push((HOPS_PROPERTY.into(), (client.opts.hops as f64).into()));
+            }
+            if let Some(credential) = &client.opts.relay_credential {
+                props.push((
+                    crate::access::relay_credential::PROPERTY.into(),
+                    credential.as_str().into(),
+                ));
             }
         }
         client.call_and_wait("connect", object, vec![]).await?;

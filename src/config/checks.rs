@@ -68,6 +68,12 @@ pub(super) fn check_value(
                 ));
             }
         }
+        Kind::StrList => {
+            let items = merged.get_array(key).map_err(|e| layers.crate_error(e))?;
+            for item in items {
+                item.into_string().map_err(|e| layers.crate_error(e))?;
+            }
+        }
         Kind::HostPortList => {
             let items = merged.get_array(key).map_err(|e| layers.crate_error(e))?;
             for (i, item) in items.into_iter().enumerate() {
@@ -78,6 +84,44 @@ pub(super) fn check_value(
                         format!(
                             "invalid host:port {value:?} at entry {}, expected e.g. origin-0:7946",
                             i + 1
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names a rule in `access.*` may use.
+pub const CHECKERS: &[&str] = &["token", "jwt", "hook", "cidr"];
+
+/// Every `access.default.*` and `access.apps.*.*` list names known checkers (`a|b` groups).
+pub(super) fn check_access(config: &Config, layers: &Layers<'_>) -> Result<(), ConfigError> {
+    let tables = std::iter::once(("access.default".to_string(), &config.access.default)).chain(
+        config
+            .access
+            .apps
+            .iter()
+            .map(|(app, rules)| (format!("access.apps.{app}"), rules)),
+    );
+    for (prefix, rules) in tables {
+        for (action, list) in [
+            ("connect", &rules.connect),
+            ("publish", &rules.publish),
+            ("play", &rules.play),
+        ] {
+            for entry in list {
+                let bad = entry
+                    .split('|')
+                    .map(str::trim)
+                    .find(|name| !CHECKERS.contains(name));
+                if let Some(name) = bad {
+                    return Err(layers.invalid(
+                        &format!("{prefix}.{action}"),
+                        format!(
+                            "unknown checker {name:?} in {entry:?}, expected {} (or several joined by |)",
+                            or_list(CHECKERS)
                         ),
                     ));
                 }

@@ -146,7 +146,9 @@ pub(super) fn add_env_layer(
     for (key, var) in layers.env {
         builder = match kind_of(key) {
             Some(Kind::Int { .. }) | None => continue,
-            Some(Kind::HostPortList) => builder.set_override(key, split_list(&var.value)),
+            Some(Kind::HostPortList | Kind::StrList) => {
+                builder.set_override(key, split_list(&var.value))
+            }
             Some(Kind::Bool) => builder.set_override(key, parse_bool(&var.value).unwrap_or(false)),
             Some(_) => builder.set_override(key, var.value.clone()),
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::env::{add_env_layer, EnvVar};
 use super::error::{ConfigError, Layer};
-use super::schema::{is_section, kind_of, Kind};
+use super::schema::{is_section, is_table, kind_of, Kind};
 
 /// The embedded default configuration (every key, with its default value).
 pub const DEFAULT_TOML: &str = include_str!("../../conf/default.toml");
@@ -39,11 +39,13 @@ impl Layers<'_> {
             return Layer::Env(var.name.clone());
         }
         if let Some(file) = self.file {
-            let in_file = key
-                .split_once('.')
-                .and_then(|(section, k)| file.table.get(section)?.as_table()?.get(k))
-                .is_some();
-            if in_file || (!key.contains('.') && file.table.contains_key(key)) {
+            let mut value: Option<&toml::Value> = None;
+            let mut table = Some(&file.table);
+            for segment in key.split('.') {
+                value = table.and_then(|t| t.get(segment));
+                table = value.and_then(toml::Value::as_table);
+            }
+            if value.is_some() {
                 return Layer::File(file.path.clone());
             }
         }
@@ -85,43 +87,61 @@ pub(super) fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    let layer = || Layer::File(path.to_owned());
+    let layer = Layer::File(path.to_owned());
     for (section, value) in &table {
         if !is_section(section) {
             return Err(ConfigError::UnknownKey {
                 key: section.clone(),
-                layer: layer(),
+                layer,
             });
         }
-        let Some(entries) = value.as_table() else {
-            return Err(ConfigError::Invalid {
-                key: section.clone(),
-                message: format!("expected a table ([{section}]), found {}", value.type_str()),
-                layer: layer(),
-            });
-        };
-        for (name, value) in entries {
-            let key = format!("{section}.{name}");
-            let Some(kind) = kind_of(&key) else {
-                return Err(ConfigError::UnknownKey {
-                    key,
-                    layer: layer(),
-                });
-            };
-            if let Some(message) = toml_type_error(kind, value) {
-                return Err(ConfigError::Invalid {
-                    key,
-                    message,
-                    layer: layer(),
-                });
-            }
-        }
+        check_table(section, value, &layer)?;
     }
     Ok(FileLayer {
         path: path.to_owned(),
         text,
         table,
     })
+}
+
+/// Checks the table at `prefix` (a section, or a nested table such as `access.apps.live`):
+/// every entry must be a key of [`KEYS`](super::schema::KEYS) with a value of its type, or a
+/// table that holds keys.
+fn check_table(prefix: &str, value: &toml::Value, layer: &Layer) -> Result<(), ConfigError> {
+    let Some(entries) = value.as_table() else {
+        return Err(ConfigError::Invalid {
+            key: prefix.to_owned(),
+            message: format!("expected a table ([{prefix}]), found {}", value.type_str()),
+            layer: layer.clone(),
+        });
+    };
+    for (name, value) in entries {
+        if name.is_empty() || name.contains('.') {
+            return Err(ConfigError::Invalid {
+                key: format!("{prefix}.{name:?}"),
+                message: "names here must be non-empty and without dots".to_owned(),
+                layer: layer.clone(),
+            });
+        }
+        let key = format!("{prefix}.{name}");
+        if let Some(kind) = kind_of(&key) {
+            if let Some(message) = toml_type_error(kind, value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message,
+                    layer: layer.clone(),
+                });
+            }
+        } else if is_table(&key) {
+            check_table(&key, value, layer)?;
+        } else {
+            return Err(ConfigError::UnknownKey {
+                key,
+                layer: layer.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The type check for a value in the file: `None` if it has the type `kind` needs.
@@ -145,6 +165,21 @@ fn toml_type_error(kind: Kind, value: &toml::Value) -> Option<String> {
         {
             Some(format!("expected a string, found {}", found(value)))
         }
+        Kind::StrList => match value.as_array() {
+            None => Some(format!(
+                "expected a list of strings, found {}",
+                found(value)
+            )),
+            Some(items) => items.iter().enumerate().find_map(|(i, item)| {
+                item.as_str().is_none().then(|| {
+                    format!(
+                        "expected a list of strings, found {} at entry {}",
+                        found(item),
+                        i + 1
+                    )
+                })
+            }),
+        },
         Kind::HostPortList => match value.as_array() {
             None => Some(format!(
                 "expected a list of \"host:port\" strings, found {}",

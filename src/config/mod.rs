@@ -64,11 +64,11 @@ pub use env::ENV_PREFIX;
 pub use error::{ConfigError, Layer};
 pub use layers::DEFAULT_TOML;
 pub use schema::{
-    ClusterConfig, Config, EdgeConfig, EdgeMode, HttpConfig, LogConfig, LogFormat, NodeConfig,
-    Role, RtmpConfig,
+    AccessConfig, AppAccess, ClusterConfig, Config, EdgeConfig, EdgeMode, HttpConfig, LogConfig,
+    LogFormat, NodeConfig, Role, RtmpConfig,
 };
 
-use checks::{check_cluster_addresses, check_value, pick_node_id};
+use checks::{check_access, check_cluster_addresses, check_value, pick_node_id};
 use env::{collect_env, process_env};
 use layers::{merge, read_file, Layers};
 use schema::KEYS;
@@ -97,7 +97,11 @@ impl Config {
 
         let merged = merge(&layers)?;
         for (key, kind) in KEYS {
-            check_value(&merged, key, *kind, &layers)?;
+            // A pattern (`access.apps.*.publish`) names no key itself; its instances are
+            // checked by the rule that reads them (see `checks::check_access`).
+            if !schema::is_pattern(key) {
+                check_value(&merged, key, *kind, &layers)?;
+            }
         }
         let mut config: Config = merged
             .try_deserialize()
@@ -116,6 +120,7 @@ impl Config {
             ));
         }
         check_cluster_addresses(&config, &layers)?;
+        check_access(&config, &layers)?;
         Ok(config)
     }
 

@@ -6,6 +6,7 @@
 //! check a value (the layers and `checks.rs` do); a struct field without a `KEYS` entry, or the
 //! reverse, fails the `key_table_matches_structs` test.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub cluster: ClusterConfig,
     pub edge: EdgeConfig,
+    pub access: AccessConfig,
     pub log: LogConfig,
 }
 
@@ -120,6 +122,9 @@ impl RtmpConfig {
 pub struct HttpConfig {
     /// HTTP listener bind address.
     pub listen: SocketAddr,
+    /// Bearer token the API requires for stream keys, client lists and every mutating
+    /// endpoint; `""` = not required (keep `listen` on loopback then).
+    pub admin_token: String,
 }
 
 /// `[cluster]`. `Debug` shows `secret` as `"<redacted>"` when it is set.
@@ -165,6 +170,40 @@ pub struct EdgeConfig {
     pub publish: EdgeMode,
     /// 1 pulls from origins; N (2..=3) pulls from the edges of tier N - 1.
     pub tier: u8,
+}
+
+/// `[access]`: which checkers decide connect, publish and play, per app.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// The rules of every app not listed in `apps` (all empty: open).
+    pub default: AppAccess,
+    /// Rules per app (app names as clients send them, without query).
+    pub apps: BTreeMap<String, AppAccess>,
+}
+
+/// `[access.default]`, `[access.apps.APP]`. Each list entry is a checker that must allow
+/// (`token`, `jwt`, `hook`, `cidr`), or several joined by `|` of which one must; an empty list
+/// lets everyone.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppAccess {
+    pub connect: Vec<String>,
+    pub publish: Vec<String>,
+    pub play: Vec<String>,
+    /// With publish rules: an authorized publisher of a live stream takes it over.
+    pub takeover: bool,
+}
+
+impl Default for AppAccess {
+    fn default() -> Self {
+        AppAccess {
+            connect: Vec::new(),
+            publish: Vec::new(),
+            play: Vec::new(),
+            takeover: true,
+        }
+    }
 }
 
 /// `[log]`
@@ -273,6 +312,9 @@ pub(super) enum Kind {
     OptionalAdvertise,
     /// List of host:port.
     HostPortList,
+    /// List of strings (each checked by the rule that reads it); from the environment,
+    /// comma-separated.
+    StrList,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -308,6 +350,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("rtmp.merge_write_ms", int(0, 1000)),
     ("rtmp.proxy_protocol", Kind::Bool),
     ("http.listen", Kind::Listen),
+    ("http.admin_token", STR),
     ("cluster.gossip_listen", Kind::Listen),
     ("cluster.gossip_advertise", Kind::OptionalAdvertise),
     ("cluster.seeds", Kind::HostPortList),
@@ -318,19 +361,56 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("edge.publish", Kind::Choice(&["proxy", "redirect"])),
     // At most 3 tiers: a relay chain is cut after `relay::MAX_HOPS` (3) pulls.
     ("edge.tier", int(1, 3)),
+    ("access.default.connect", Kind::StrList),
+    ("access.default.publish", Kind::StrList),
+    ("access.default.play", Kind::StrList),
+    ("access.default.takeover", Kind::Bool),
+    ("access.apps.*.connect", Kind::StrList),
+    ("access.apps.*.publish", Kind::StrList),
+    ("access.apps.*.play", Kind::StrList),
+    ("access.apps.*.takeover", Kind::Bool),
     ("log.level", NON_EMPTY_STR),
     ("log.format", Kind::Choice(&["text", "json"])),
 ];
 
+/// Whether the dotted `key` matches `pattern`, where a `*` segment stands for one segment
+/// (`access.apps.*.publish` matches `access.apps.live.publish`).
+fn matches(pattern: &str, key: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut k = key.split('.');
+    loop {
+        match (p.next(), k.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(seg)) if !seg.is_empty() => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 /// The [`Kind`] of a dotted key; `None` for a key that does not exist.
 pub(super) fn kind_of(key: &str) -> Option<Kind> {
-    KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+    KEYS.iter()
+        .find(|(k, _)| matches(k, key))
+        .map(|(_, kind)| *kind)
+}
+
+/// Whether `key` is a key pattern with a `*` segment (checked per instance, not by name).
+pub(super) fn is_pattern(key: &str) -> bool {
+    key.split('.').any(|seg| seg == "*")
+}
+
+/// True when `prefix` (`rtmp`, `access.apps`, `access.apps.live`) is a table that holds keys:
+/// a strict prefix of some key.
+pub(super) fn is_table(prefix: &str) -> bool {
+    let depth = prefix.split('.').count();
+    KEYS.iter().any(|(k, _)| {
+        let segments: Vec<&str> = k.split('.').collect();
+        segments.len() > depth && matches(&segments[..depth].join("."), prefix)
+    })
 }
 
 /// True when `name` is a section (`rtmp`): the part before the dot of some key.
 pub(super) fn is_section(name: &str) -> bool {
-    KEYS.iter().any(|(k, _)| {
-        k.split_once('.')
-            .is_some_and(|(section, _)| section == name)
-    })
+    !name.contains('.') && is_table(name)
 }

@@ -78,19 +78,44 @@ fn expected_node_id() -> String {
     )
 }
 
+/// Every leaf key of `table`, dotted; a per-app table's keys are named by their pattern
+/// (`access.apps.live.publish` as `access.apps.*.publish`).
 fn dotted_keys(table: &toml::Table) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    for (section, value) in table {
-        let entries = value.as_table().expect("sections only at top level");
-        for name in entries.keys() {
-            keys.insert(format!("{section}.{name}"));
+    fn walk(prefix: &str, table: &toml::Table, out: &mut BTreeSet<String>) {
+        for (name, value) in table {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else if prefix == "access.apps" {
+                format!("{prefix}.*")
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match value.as_table() {
+                Some(inner) => walk(&key, inner, out),
+                None => {
+                    out.insert(key);
+                }
+            }
         }
     }
+    let mut keys = BTreeSet::new();
+    walk("", table, &mut keys);
     keys
 }
 
+/// The keys of `KEYS` that name one key (patterns name one per app).
 fn table_keys() -> BTreeSet<String> {
-    KEYS.iter().map(|(k, _)| (*k).to_owned()).collect()
+    KEYS.iter()
+        .map(|(k, _)| (*k).to_owned())
+        .filter(|k| !k.contains('*'))
+        .collect()
+}
+
+fn pattern_keys() -> BTreeSet<String> {
+    KEYS.iter()
+        .map(|(k, _)| (*k).to_owned())
+        .filter(|k| k.contains('*'))
+        .collect()
 }
 
 #[test]
@@ -159,6 +184,11 @@ fn embedded_default_and_origin_example_agree() {
 fn key_table_matches_structs() {
     let serialized: toml::Table = toml::from_str(&defaults().to_toml()).unwrap();
     assert_eq!(dotted_keys(&serialized), table_keys());
+    // With an app in `access.apps`, its table has exactly the pattern keys.
+    let with_app = with_file("[access.apps.live]\npublish = [\"token\"]\n", &[]).unwrap();
+    let serialized: toml::Table = toml::from_str(&with_app.to_toml()).unwrap();
+    let all: BTreeSet<String> = table_keys().union(&pattern_keys()).cloned().collect();
+    assert_eq!(dotted_keys(&serialized), all);
 }
 
 #[test]
@@ -681,4 +711,49 @@ fn cluster_secrets_must_be_long_and_not_the_samples_placeholder() {
         Config::load_from(Some(&conf.join(sample)), &real)
             .unwrap_or_else(|e| panic!("{sample} with a secret: {e}"));
     }
+}
+
+#[test]
+fn access_rules_per_app_from_the_file_and_the_environment() {
+    let c = with_file(
+        r#"
+        [access.default]
+        play = ["cidr"]
+        [access.apps.live]
+        publish = ["token|jwt", "cidr"]
+        takeover = false
+        [access.apps.private]
+        play = ["jwt"]
+        "#,
+        &[("RINGCAST_ACCESS__APPS__LIVE__PLAY", "hook, jwt")],
+    )
+    .unwrap();
+    assert_eq!(c.access.default.play, ["cidr"]);
+    let live = &c.access.apps["live"];
+    assert_eq!(live.publish, ["token|jwt", "cidr"]);
+    assert_eq!(live.play, ["hook", "jwt"], "from the environment");
+    assert!(!live.takeover);
+    assert!(
+        c.access.apps["private"].takeover,
+        "takeover defaults to true"
+    );
+    // Only the environment.
+    let c = Config::load_from(
+        None,
+        &env(&[("RINGCAST_ACCESS__APPS__CAMS__PUBLISH", "token")]),
+    )
+    .unwrap();
+    assert_eq!(c.access.apps["cams"].publish, ["token"]);
+
+    let (msg, _f) = file_err("[access.apps.live]\npublish = [\"tokens\"]\n");
+    assert!(
+        msg.contains("access.apps.live.publish: unknown checker \"tokens\""),
+        "{msg}"
+    );
+    let (msg, _f) = file_err("[access.apps.live]\nrecord = [\"token\"]\n");
+    assert!(msg.contains("access.apps.live.record"), "{msg}");
+    let (msg, _f) = file_err("[access.apps.live]\npublish = \"token\"\n");
+    assert!(msg.contains("expected a list of strings"), "{msg}");
+    let msg = env_err(&[("RINGCAST_ACCESS__APPS__LIVE__PUBLISH", "cidr|nope")]);
+    assert!(msg.contains("unknown checker \"nope\""), "{msg}");
 }

@@ -196,7 +196,25 @@ pub(super) fn render(state: &HttpState) -> String {
         gossip.bytes_received,
     );
     relays(&mut out, state);
+    access(&mut out, state);
     out.0
+}
+
+/// `ringcast_access_decisions_total{action, checker, result}`: every checker's verdict (checker
+/// "none" for actions without rules).
+fn access(out: &mut Out, state: &HttpState) {
+    out.family(
+        "ringcast_access_decisions_total",
+        "counter",
+        "Access verdicts by action (connect, publish, play), checker (token, jwt, hook, cidr; none: no rules) and result (allow, deny, redirect).",
+    );
+    for ((action, checker, result), count) in state.access.counts() {
+        let _ = writeln!(
+            out.0,
+            "ringcast_access_decisions_total{{action=\"{}\",checker=\"{checker}\",result=\"{result}\"}} {count}",
+            action.as_str()
+        );
+    }
 }
 
 /// `ringcast_relays{direction, state}`: running relays of this node, every combination listed
@@ -259,6 +277,9 @@ mod tests {
                 1,
                 std::time::Duration::from_secs(1),
             )),
+            admin_token: String::new(),
+            clients: Arc::default(),
+            access: Arc::new(crate::access::rules::Access::open()),
         };
         state.traffic.wrote(4096);
         let text = render(&state);

@@ -28,6 +28,7 @@
 //! `{"error": ..., "cluster": "disabled"}`: there is no cluster to describe, and 404 lets a
 //! script tell "not clustered" from "cluster empty" (which is a 200 with a list).
 
+mod admin;
 mod metrics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,9 +37,9 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -104,6 +105,12 @@ pub struct HttpState {
     pub traffic: Arc<crate::server::Traffic>,
     /// The node-wide budget of log lines about connections that never got through connect.
     pub early_log: Arc<crate::server::log_limit::RateLimitedLog>,
+    /// `http.admin_token`: "" = none required.
+    pub admin_token: String,
+    /// Open RTMP connections (list and kick).
+    pub clients: Arc<crate::server::clients::Clients>,
+    /// The access rules (decision counts for metrics).
+    pub access: Arc<crate::access::rules::Access>,
 }
 
 /// Why a cluster path has no cluster to read.
@@ -138,6 +145,9 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/streams", get(streams))
+        .route("/api/v1/streams/{app}/{stream}", delete(admin::kick_stream))
+        .route("/api/v1/clients", get(admin::clients))
+        .route("/api/v1/clients/{id}", delete(admin::kick_client))
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
         .route("/api/v1/cluster/streams", get(cluster_streams))
         .route("/api/v1/cluster/locate", get(locate))
@@ -202,7 +212,10 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     (code, Json(json!({ "status": state.health.status() }))).into_response()
 }
 
-async fn streams(State(state): State<Arc<HttpState>>) -> Response {
+async fn streams(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = admin::refusal(&state, &headers) {
+        return refused;
+    }
     let relays = state.relays.get().map(|r| r.statuses()).unwrap_or_default();
     Json(json!({
         "node_id": state.node_id,
@@ -231,7 +244,10 @@ struct ClusterStream {
     rtmp: String,
 }
 
-async fn cluster_streams(State(state): State<Arc<HttpState>>) -> Response {
+async fn cluster_streams(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = admin::refusal(&state, &headers) {
+        return refused;
+    }
     let cluster = match state.cluster() {
         Ok(cluster) => cluster,
         Err(no_cluster) => return no_cluster.into_response(),

@@ -63,6 +63,17 @@ pub enum PlayError {
     TooManyWaiting(usize),
 }
 
+/// How a publisher asks for a stream's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// A client: refused while a live publisher holds it.
+    Publish,
+    /// A relay pulling the stream from elsewhere: any client takes it over.
+    Relay,
+    /// An authorized client that takes the stream over whoever holds it.
+    Takeover,
+}
+
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
@@ -99,28 +110,47 @@ impl Hub {
     /// going, unless the first has sent nothing for [`HubConfig::stale_publisher`]: then the
     /// new one takes the stream over (the stale one's `is_current` turns false).
     pub fn publish(&self, key: &str, conn_id: u64) -> Result<Publisher, PublishError> {
-        self.take_slot(key, conn_id, false)
+        self.take_slot(key, conn_id, Claim::Publish).map(|(p, _)| p)
+    }
+
+    /// Takes the publisher slot of `key` whoever holds it (an authorized publisher taking a
+    /// live stream over); the connection id it was taken from, if any, so that connection can
+    /// be told.
+    pub fn publish_takeover(
+        &self,
+        key: &str,
+        conn_id: u64,
+    ) -> Result<(Publisher, Option<u64>), PublishError> {
+        self.take_slot(key, conn_id, Claim::Takeover)
     }
 
     /// Takes the publisher slot for a relay that pulls `key` from another node. A real
     /// publisher arriving later takes the slot over (`Publisher::is_current` turns false).
     pub fn publish_relay(&self, key: &str, conn_id: u64) -> Result<Publisher, PublishError> {
-        self.take_slot(key, conn_id, true)
+        self.take_slot(key, conn_id, Claim::Relay).map(|(p, _)| p)
     }
 
-    fn take_slot(&self, key: &str, conn_id: u64, relay: bool) -> Result<Publisher, PublishError> {
+    fn take_slot(
+        &self,
+        key: &str,
+        conn_id: u64,
+        claim: Claim,
+    ) -> Result<(Publisher, Option<u64>), PublishError> {
         // Under the registry lock, so a concurrent release cannot orphan the stream.
-        let stream = {
+        let (stream, replaced) = {
             let mut streams = lock(&self.inner.streams);
             let stream = self.entry(&mut streams, key);
-            stream.start_publish(conn_id, relay)?;
-            stream
+            let replaced = stream.start_publish(conn_id, claim)?;
+            (stream, replaced)
         };
-        Ok(Publisher {
-            hub: self.clone(),
-            stream,
-            conn_id,
-        })
+        Ok((
+            Publisher {
+                hub: self.clone(),
+                stream,
+                conn_id,
+            },
+            replaced,
+        ))
     }
 
     /// Whether `key` has a publisher (local or relay) right now.

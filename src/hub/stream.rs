@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{lock, HubConfig, PublishError};
+use super::{lock, Claim, HubConfig, PublishError};
 use crate::media::{Frame, FrameKind};
 
 /// What players receive, in order.
@@ -131,18 +131,27 @@ impl Stream {
         &self.key
     }
 
-    pub(super) fn start_publish(&self, conn_id: u64, relay: bool) -> Result<(), PublishError> {
+    /// Gives the slot to `conn_id`; the connection it was taken from, if any.
+    pub(super) fn start_publish(
+        &self,
+        conn_id: u64,
+        claim: Claim,
+    ) -> Result<Option<u64>, PublishError> {
+        let relay = claim == Claim::Relay;
         self.update(|state| {
             let stale = state
                 .last_ingest
                 .is_some_and(|t| t.elapsed() >= self.config.stale_publisher);
+            let replaced = state.publisher.map(|(id, _, _)| id);
             match state.publisher {
                 // A publisher arriving where a relay was pulling the stream from elsewhere
                 // (e.g. OBS reconnecting through another node) takes over: the relay notices
                 // it is no longer current and stops. So does one arriving for a stream whose
-                // publisher went silent: most likely the same encoder, reconnecting.
+                // publisher went silent (most likely the same encoder, reconnecting), and an
+                // authorized takeover.
                 Some((_, _, true)) if !relay => Self::clear_media(state),
                 Some(_) if !relay && stale => Self::clear_media(state),
+                Some(_) if claim == Claim::Takeover => Self::clear_media(state),
                 Some(_) => return Err(PublishError::AlreadyPublishing(self.key.clone())),
                 None => {}
             }
@@ -151,7 +160,7 @@ impl Stream {
             state.last_ingest = Some(now);
             state.rebase_pending = state.last_timestamp.is_some();
             let _ = self.tx.send(Event::Published);
-            Ok(())
+            Ok(replaced)
         })
     }
 

@@ -279,3 +279,21 @@ fn a_new_publisher_takes_over_from_a_silent_one_but_not_from_a_live_one() {
     assert_eq!(hub.streams()[0].publisher_conn, Some(2));
     assert_eq!(hub.streams()[0].frames_in, 1);
 }
+
+#[test]
+fn a_takeover_replaces_a_live_publisher_and_names_it() {
+    let hub = hub();
+    let first = hub.publish("live/t", 1).expect("first");
+    first.send(
+        FrameKind::Video,
+        0,
+        Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]),
+    );
+    let (second, replaced) = hub.publish_takeover("live/t", 2).expect("takeover");
+    assert_eq!(replaced, Some(1));
+    assert!(!first.is_current() && second.is_current());
+    drop(first);
+    assert_eq!(hub.streams()[0].publisher_conn, Some(2));
+    let (_, replaced) = hub.publish_takeover("live/u", 3).expect("new stream");
+    assert_eq!(replaced, None);
+}

@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::access::relay_credential::RelayKey;
 use crate::client::{ClientError, ClientOptions, RtmpClient, RtmpUrl, UrlError};
 use crate::cluster::{Cluster, ClusterView, Location, NodeRole, Source};
 use crate::hub::{lock, Hub};
@@ -219,6 +220,8 @@ pub(crate) struct RelayContext {
     /// Our own RTMP advertise address, to never relay or redirect to ourselves.
     pub self_rtmp: String,
     pub chunk_size: usize,
+    /// Makes the credentials that prove our relays to other nodes.
+    pub relay_key: RelayKey,
 }
 
 impl RelayContext {
@@ -276,7 +279,14 @@ impl RelayContext {
         publish: bool,
     ) -> Result<RtmpClient, ClientError> {
         let url = upstream_url(&loc.rtmp_addr, path)?;
+        let key = crate::server::stream_key(&path.0, &path.1);
+        let credential = self.relay_key.issue(
+            self.cluster.node_id(),
+            &key,
+            crate::access::relay_credential::now_unix(),
+        );
         let opts = ClientOptions {
+            relay_credential: Some(credential),
             flash_ver: format!("ringcast-relay/{}", env!("CARGO_PKG_VERSION")),
             hops,
             chunk_size: self.chunk_size,
@@ -365,6 +375,7 @@ impl Relays {
         play_mode: Mode,
         publish_mode: Mode,
         max_pulls: usize,
+        relay_key: RelayKey,
     ) -> Arc<Relays> {
         let chunk_size = hub.config().chunk_size;
         let role = cluster.role();
@@ -375,6 +386,7 @@ impl Relays {
                 cluster,
                 self_rtmp,
                 chunk_size,
+                relay_key,
             },
             role,
             play_mode,

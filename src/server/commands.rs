@@ -5,6 +5,7 @@ use tracing::{debug, info};
 use super::clip::Clip;
 use super::limits::{self, cut, MAX_INFO_FIELD};
 use super::session::{ConnectInfo, Session, SessionError, WINDOW_ACK_SIZE};
+use crate::access::{Action, Outcome};
 use crate::relay::{ClientInfo, Route};
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::command::{status_info, Command};
@@ -12,7 +13,11 @@ use crate::rtmp::message::{self, UserControl};
 use crate::rtmp::{MSG_SET_CHUNK_SIZE, MSG_SET_PEER_BANDWIDTH, MSG_WINDOW_ACK_SIZE};
 
 impl Session {
-    pub(super) fn on_command(&mut self, cmd: Command, stream_id: u32) -> Result<(), SessionError> {
+    pub(super) async fn on_command(
+        &mut self,
+        cmd: Command,
+        stream_id: u32,
+    ) -> Result<(), SessionError> {
         debug!(name = %Clip(&cmd.name), txn = cmd.transaction, "command");
         if self.connect.is_none() && cmd.name != "connect" {
             self.call_failed(&cmd, "connect first");
@@ -32,7 +37,7 @@ impl Session {
                 self.closing = Some("second connect".into());
                 Ok(())
             }
-            "connect" => self.on_connect(cmd),
+            "connect" => self.on_connect(cmd).await,
             "createStream" => {
                 match self.create_stream() {
                     Some(id) => self.result(&cmd, Amf0Value::Null, vec![(id as f64).into()]),
@@ -71,8 +76,8 @@ impl Session {
                 self.stop_publishing("FCUnpublish");
                 Ok(())
             }
-            "publish" => self.on_publish(&cmd, stream_id),
-            "play" => self.on_play(&cmd, stream_id),
+            "publish" => self.on_publish(&cmd, stream_id).await,
+            "play" => self.on_play(&cmd, stream_id).await,
             "pause" => {
                 let pause = cmd.args.first().and_then(|v| v.as_bool()).unwrap_or(true);
                 self.on_pause(pause, stream_id);
@@ -118,7 +123,7 @@ impl Session {
         }
     }
 
-    fn on_connect(&mut self, cmd: Command) -> Result<(), SessionError> {
+    async fn on_connect(&mut self, cmd: Command) -> Result<(), SessionError> {
         let obj = &cmd.object;
         let field = |name: &str| obj.get(name).and_then(|v| v.as_str()).unwrap_or("");
         let app_raw = field("app");
@@ -144,10 +149,18 @@ impl Session {
             .get("objectEncoding")
             .and_then(|v| v.as_number())
             .unwrap_or(0.0);
-        let hops = obj
-            .get(crate::client::HOPS_PROPERTY)
-            .and_then(|v| v.as_number())
-            .map_or(0, |n| n.clamp(0.0, 1000.0) as u32);
+        // Only a relay with a valid credential is a relay; `ringcastHops` alone is ignored.
+        let relay = self.verify_relay(
+            obj.get(crate::access::relay_credential::PROPERTY)
+                .and_then(|v| v.as_str()),
+        );
+        let hops = match relay {
+            Some(_) => obj
+                .get(crate::client::HOPS_PROPERTY)
+                .and_then(|v| v.as_number())
+                .map_or(1, |n| n.clamp(1.0, 1000.0) as u32),
+            None => 0,
+        };
         let info = ConnectInfo {
             app: app.to_string(),
             tc_url: tc_url.to_string(),
@@ -157,8 +170,8 @@ impl Session {
             page_url: cut(field("pageUrl"), MAX_INFO_FIELD),
             object_encoding,
             hops,
+            relay,
         };
-        self.span.record("app", info.app.as_str());
         info!(
             app = %info.app,
             tc_url = %Clip(&info.tc_url),
@@ -166,6 +179,64 @@ impl Session {
             "connect"
         );
         debug!(swf_url = %Clip(&info.swf_url), page_url = %Clip(&info.page_url), "connect details");
+        self.span.record("app", info.app.as_str());
+        self.registered
+            .entry
+            .set_app(&info.app, info.relay.is_some());
+        // The connect decision needs the connect fields: they are kept first, and dropped
+        // again if the rules refuse the client.
+        self.connect = Some(info);
+        match self.decide(Action::Connect, "", "").await {
+            Outcome::Allow => {}
+            Outcome::Deny(why) => {
+                self.connect = None;
+                info!(reason = %Clip(&why), "connect denied");
+                let info = status_info("error", "NetConnection.Connect.Rejected", &why);
+                self.send_command(
+                    0,
+                    &Command::new("_error", cmd.transaction, Amf0Value::Null, vec![info]),
+                );
+                self.closing = Some(format!("connect denied: {why}"));
+                return Ok(());
+            }
+            Outcome::Redirect(to) if to.starts_with("rtmp://") || to.starts_with("rtmps://") => {
+                // FMS: the connect's `_error` carries the tcUrl to go to.
+                self.connect = None;
+                let tc_url = to;
+                info!(to = %Clip(&tc_url), "connect redirected");
+                let ex = Amf0Value::object([
+                    ("code", 302.0.into()),
+                    ("redirect", tc_url.as_str().into()),
+                ]);
+                let info = Amf0Value::object([
+                    ("level", "error".into()),
+                    ("code", "NetConnection.Connect.Rejected".into()),
+                    (
+                        "description",
+                        format!("RTMP 302 redirect to {tc_url}").into(),
+                    ),
+                    ("ex", ex),
+                ]);
+                self.send_command(
+                    0,
+                    &Command::new("_error", cmd.transaction, Amf0Value::Null, vec![info]),
+                );
+                self.close_at = Some(tokio::time::Instant::now() + REDIRECT_GRACE);
+                return Ok(());
+            }
+            Outcome::Redirect(to) => {
+                // A stream name means nothing before a stream is asked for.
+                self.connect = None;
+                let why = format!("redirect of a connect to {to:?}, not an rtmp:// URL");
+                let info = status_info("error", "NetConnection.Connect.Rejected", &why);
+                self.send_command(
+                    0,
+                    &Command::new("_error", cmd.transaction, Amf0Value::Null, vec![info]),
+                );
+                self.closing = Some(why);
+                return Ok(());
+            }
+        }
 
         self.control(MSG_WINDOW_ACK_SIZE, &message::u32_payload(WINDOW_ACK_SIZE));
         self.control(
@@ -198,7 +269,6 @@ impl Session {
             0,
             &Command::new("_result", cmd.transaction, props, vec![result]),
         );
-        self.connect = Some(info);
         Ok(())
     }
 
@@ -234,7 +304,7 @@ impl Session {
             app: &conn.app,
             name,
             connect_query: &conn.query,
-            hops: conn.hops,
+            hops: self.hops_for(key),
         };
         Some(if publish {
             relays.route_publish(&client)

@@ -4,8 +4,10 @@
 //! on a connection: each runs in its own task, and a panic in one is logged by its task's end,
 //! not felt by the others.
 
+pub mod clients;
 pub mod clip;
 mod commands;
+mod decide;
 pub mod limits;
 pub mod log_limit;
 mod outbound;
@@ -29,9 +31,12 @@ use tracing::{error, info, warn};
 pub use session::{stream_key, SessionError};
 pub use traffic::{RateMeter, Traffic};
 
+use crate::access::relay_credential::RelayKey;
+use crate::access::rules::Access;
 use crate::hub::Hub;
 use crate::relay::Relays;
 use crate::rtmp::chunk::ReaderLimits;
+use clients::Clients;
 use limits::PerIp;
 use log_limit::RateLimitedLog;
 
@@ -90,6 +95,23 @@ pub struct ServerContext {
     /// Budget of log lines about connections that never got through `connect` (and refusals
     /// at accept): anyone can open those, as fast as they like.
     pub early_log: Arc<RateLimitedLog>,
+    /// Who may connect, publish and play.
+    pub access: Arc<Access>,
+    /// Open connections, for the admin API.
+    pub clients: Arc<Clients>,
+    /// Checks relay credentials; set once the node has joined its cluster.
+    pub relay_key: OnceLock<RelayKey>,
+    /// This node, as access decisions and hooks name it.
+    pub node_id: String,
+    pub role: &'static str,
+}
+
+/// Who a server is, and the rules it applies: what [`RtmpServer::bind`] needs besides sockets.
+pub struct ServerIdentity {
+    pub node_id: String,
+    /// "origin" or "edge".
+    pub role: &'static str,
+    pub access: Arc<Access>,
 }
 
 pub struct RtmpServer {
@@ -106,6 +128,7 @@ impl RtmpServer {
         hub: Hub,
         limits: SessionLimits,
         max_connections: usize,
+        identity: ServerIdentity,
         shutdown: CancellationToken,
     ) -> std::io::Result<RtmpServer> {
         let listener = TcpListener::bind(addr).await?;
@@ -122,6 +145,11 @@ impl RtmpServer {
                     EARLY_LOG_PER_SECOND,
                     Duration::from_secs(1),
                 )),
+                access: identity.access,
+                clients: Arc::new(Clients::default()),
+                relay_key: OnceLock::new(),
+                node_id: identity.node_id,
+                role: identity.role,
             }),
             max_connections,
             tracker: TaskTracker::new(),

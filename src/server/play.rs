@@ -10,6 +10,7 @@ use tracing::{debug, info};
 
 use super::clip::Clip;
 use super::session::{Session, SessionError};
+use crate::access::{Action, Notice};
 use crate::hub::{Event, Player, Snapshot};
 use crate::media::{Frame, FrameKind};
 use crate::relay::Route;
@@ -27,6 +28,8 @@ const BATCH_BYTES: usize = 512 * 1024;
 const MAX_CONSECUTIVE_LAGS: u32 = 4;
 
 pub struct Playing {
+    /// The stream name as the client asked for it (with its query), for notifications.
+    pub name: String,
     pub player: Player,
     pub stream_id: u32,
     pub started: Instant,
@@ -42,7 +45,11 @@ pub struct Playing {
 }
 
 impl Session {
-    pub(super) fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
+    pub(super) async fn on_play(
+        &mut self,
+        cmd: &Command,
+        stream_id: u32,
+    ) -> Result<(), SessionError> {
         let name = cmd.arg_str(0).unwrap_or("").to_string();
         let key = match self.key_for(&name, stream_id) {
             Ok(k) => k,
@@ -53,6 +60,9 @@ impl Session {
                 self.on_status(stream_id, "error", "NetStream.Play.StreamNotFound", &why);
                 return Ok(());
             }
+        };
+        let Some((name, key)) = self.admit(Action::Play, name, key, stream_id).await else {
+            return Ok(());
         };
         // A new play on this connection replaces the previous one.
         self.stop_playing("replaced by a new play");
@@ -131,7 +141,9 @@ impl Session {
             },
             &access,
         );
+        self.registered.entry.set_role(Some(("play", key.as_str())));
         self.playing = Some(Playing {
+            name: name.clone(),
             player,
             stream_id,
             started: Instant::now(),
@@ -205,6 +217,15 @@ impl Session {
 
     pub(super) fn stop_playing(&mut self, why: &str) {
         if let Some(p) = self.playing.take() {
+            self.registered.entry.set_role(None);
+            let extra = [
+                ("bytes_out", p.bytes_out.to_string()),
+                (
+                    "duration_s",
+                    format!("{:.3}", p.started.elapsed().as_secs_f64()),
+                ),
+            ];
+            self.notify(Notice::PlayDone, &p.name, &extra);
             info!(
                 stream = %p.player.key(),
                 duration_s = p.started.elapsed().as_secs_f64(),

@@ -5,7 +5,8 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::session::{Session, SessionError};
-use crate::hub::{ingest, Publisher};
+use crate::access::{Action, Notice};
+use crate::hub::{ingest, PublishError, Publisher};
 use crate::media::FrameKind;
 use crate::relay::{ClientInfo, PushGuard, Route};
 use crate::rtmp::chunk::RawMessage;
@@ -14,6 +15,8 @@ use crate::rtmp::message::UserControl;
 use crate::rtmp::{MSG_AGGREGATE, MSG_AUDIO, MSG_DATA_AMF0, MSG_DATA_AMF3, MSG_VIDEO};
 
 pub struct Publishing {
+    /// The stream name as the client sent it (with its query), for notifications.
+    pub name: String,
     pub publisher: Publisher,
     /// On an edge: the relay forwarding this stream to its origin, stopped on drop.
     _push: Option<PushGuard>,
@@ -24,7 +27,11 @@ pub struct Publishing {
 }
 
 impl Session {
-    pub(super) fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), SessionError> {
+    pub(super) async fn on_publish(
+        &mut self,
+        cmd: &Command,
+        stream_id: u32,
+    ) -> Result<(), SessionError> {
         let name = cmd.arg_str(0).unwrap_or("").to_string();
         let key = match self.key_for(&name, stream_id) {
             Ok(k) => k,
@@ -43,6 +50,9 @@ impl Session {
             );
             return Ok(());
         }
+        let Some((name, key)) = self.admit(Action::Publish, name, key, stream_id).await else {
+            return Ok(());
+        };
         match self.route(&key, &name, true) {
             None | Some(Route::Local) => {}
             Some(Route::Redirect { tc_url, url }) => {
@@ -59,7 +69,7 @@ impl Session {
                 return Ok(());
             }
         }
-        match self.ctx.hub.publish(&key, self.id) {
+        match self.take_stream(&key) {
             Ok(publisher) => {
                 self.span.record("stream", key.as_str());
                 self.span.record("role", "publish");
@@ -74,7 +84,11 @@ impl Session {
                 let push = self.start_push(&key, &name);
                 self.reader.allow_media(true);
                 self.last_media = tokio::time::Instant::now();
+                self.registered
+                    .entry
+                    .set_role(Some(("publish", key.as_str())));
                 self.publishing = Some(Publishing {
+                    name: name.clone(),
                     publisher,
                     _push: push,
                     stream_id,
@@ -106,6 +120,32 @@ impl Session {
         Ok(())
     }
 
+    /// The publisher slot of `key`: refused while a live publisher holds it, unless this app's
+    /// publish rules allowed this client and `takeover` is on; then the one it replaces is
+    /// asked to close.
+    fn take_stream(&self, key: &str) -> Result<Publisher, PublishError> {
+        let hub = &self.ctx.hub;
+        match hub.publish(key, self.id) {
+            Err(PublishError::AlreadyPublishing(_)) if self.may_take_over() => {
+                let (publisher, replaced) = hub.publish_takeover(key, self.id)?;
+                if let Some(old) = replaced {
+                    info!(stream = %key, replaced = old, "authorized publisher takes the stream over");
+                    self.ctx.clients.kick(old);
+                }
+                Ok(publisher)
+            }
+            other => other,
+        }
+    }
+
+    /// An authorized publisher (this app has publish rules, and they allowed it) may take a
+    /// live stream over when the app's `takeover` is on.
+    fn may_take_over(&self) -> bool {
+        self.connect
+            .as_ref()
+            .is_some_and(|c| c.relay.is_none() && self.ctx.access.takeover(&c.app))
+    }
+
     fn start_push(&self, key: &str, name: &str) -> Option<PushGuard> {
         let relays = self.ctx.relays.get()?;
         let conn = self.connect.as_ref()?;
@@ -114,13 +154,22 @@ impl Session {
             app: &conn.app,
             name,
             connect_query: &conn.query,
-            hops: conn.hops,
+            hops: self.hops_for(key),
         })
     }
 
     pub(super) fn stop_publishing(&mut self, why: &str) {
         if let Some(p) = self.publishing.take() {
             self.reader.allow_media(false);
+            self.registered.entry.set_role(None);
+            let extra = [
+                ("bytes_in", p.bytes.to_string()),
+                (
+                    "duration_s",
+                    format!("{:.3}", p.started.elapsed().as_secs_f64()),
+                ),
+            ];
+            self.notify(Notice::PublishDone, &p.name, &extra);
             info!(
                 stream = %p.publisher.key(),
                 duration_s = p.started.elapsed().as_secs_f64(),

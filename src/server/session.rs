@@ -96,8 +96,11 @@ pub struct ConnectInfo {
     pub swf_url: String,
     pub page_url: String,
     pub object_encoding: f64,
-    /// `ringcastHops` from connect: 0 for players and publishers, >0 for ringcast relays.
+    /// `ringcastHops` from connect for a relay with a valid credential (at least 1); 0 for
+    /// every other client, whatever it sent.
     pub hops: u32,
+    /// The stream and node a valid relay credential (`ringcastRelay`) names.
+    pub relay: Option<crate::access::relay_credential::Relay>,
 }
 
 /// Why the main loop woke up.
@@ -108,6 +111,8 @@ enum Wake {
     /// Merged media has waited long enough.
     FlushDue,
     Shutdown,
+    /// The admin API asked this connection to close.
+    Kicked,
 }
 
 pub struct Session {
@@ -150,6 +155,8 @@ pub struct Session {
     pub(super) calls: CallBucket,
     /// When the publisher last sent media (or started publishing).
     pub(super) last_media: tokio::time::Instant,
+    /// This connection in the registry the admin API reads (and kicks through).
+    pub(super) registered: super::clients::Registered,
 }
 
 impl Session {
@@ -170,6 +177,7 @@ impl Session {
             similar_suppressed = tracing::field::Empty,
         );
         let limits = ctx.limits;
+        let registered = ctx.clients.register(id, peer);
         let mut reader = ChunkReader::new(limits.reader);
         // Until it publishes, every message a client sends is held to the command limit.
         reader.allow_media(false);
@@ -199,6 +207,7 @@ impl Session {
             notices: Notices::default(),
             calls: CallBucket::default(),
             last_media: tokio::time::Instant::now(),
+            registered,
             ctx,
         }
     }
@@ -215,6 +224,25 @@ impl Session {
         self.stop_publishing("connection closed");
         self.stop_playing("connection closed");
         let secs = started.elapsed().as_secs_f64();
+        let entry = &self.registered.entry;
+        let totals = [
+            (
+                "bytes_in",
+                entry
+                    .bytes_in
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "bytes_out",
+                entry
+                    .bytes_out
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            ("duration_s", format!("{secs:.3}")),
+        ];
+        self.notify(crate::access::Notice::Disconnect, "", &totals);
         // A connection that never got through `connect` is anyone's: its close line comes
         // out of the node-wide budget, so a flood of such connections cannot flood the log.
         if self.connect.is_none() {
@@ -286,6 +314,7 @@ impl Session {
                     Some(client) => {
                         self.span.record("client", tracing::field::display(client));
                         self.client = client;
+                        self.registered.entry.set_client(client);
                     }
                     None => debug!("PROXY header without a client address (LOCAL or UNKNOWN)"),
                 }
@@ -329,11 +358,12 @@ impl Session {
 
     async fn main_loop(&mut self) -> Result<(), SessionError> {
         // Chunks that arrived with the handshake's last packet.
-        self.process_input()?;
+        self.process_input().await?;
         // The shutdown wait and both timers live as long as the session: a future created per
         // wake-up registers with (and on drop leaves) the token's waiter list or the timer
         // wheel each time, which is measurable at tens of thousands of wake-ups per second.
         let mut shutdown = std::pin::pin!(self.ctx.shutdown.clone().cancelled_owned());
+        let mut kicked = std::pin::pin!(self.registered.entry.kick.clone().cancelled_owned());
         let idle_timeout = self.ctx.limits.idle_timeout;
         let mut last_activity = tokio::time::Instant::now();
         let mut idle = std::pin::pin!(tokio::time::sleep_until(last_activity + idle_timeout));
@@ -386,6 +416,7 @@ impl Session {
             let wake = tokio::select! {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
+                _ = &mut kicked => Wake::Kicked,
                 r = self.rd.read_buf(&mut self.rbuf) => Wake::Read(r),
                 _ = &mut idle, if idle_due.is_some() => {
                     match idle_due {
@@ -407,16 +438,27 @@ impl Session {
             }
             match wake {
                 Wake::Shutdown => {
-                    self.on_shutdown();
+                    self.say_goodbye("server shutting down");
                     let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+                    return Ok(());
+                }
+                Wake::Kicked => {
+                    let why = "closed by an operator";
+                    self.say_goodbye(why);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+                    self.close_reason = Some(why.into());
                     return Ok(());
                 }
                 Wake::Read(Ok(0)) => return Ok(()),
                 Wake::Read(Ok(n)) => {
                     self.bytes_in += n as u64;
                     self.ctx.traffic.read(n as u64);
+                    self.registered
+                        .entry
+                        .bytes_in
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     self.last_read = n;
-                    self.process_input()?;
+                    self.process_input().await?;
                     self.maybe_ack();
                 }
                 Wake::Read(Err(e)) => return Err(SessionError::Read(e)),
@@ -532,15 +574,19 @@ impl Session {
             .await
             .map_err(SessionError::Write)?;
         self.ctx.traffic.wrote(written);
+        self.registered
+            .entry
+            .bytes_out
+            .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
         if let Some(p) = self.playing.as_mut() {
             p.bytes_out += written;
         }
         Ok(())
     }
 
-    fn process_input(&mut self) -> Result<(), SessionError> {
+    async fn process_input(&mut self) -> Result<(), SessionError> {
         while let Some(msg) = self.reader.read(&mut self.rbuf)? {
-            self.handle_message(msg)?;
+            self.handle_message(msg).await?;
             if self.closing.is_some() {
                 break;
             }
@@ -558,7 +604,7 @@ impl Session {
         }
     }
 
-    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+    async fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
         match msg.type_id {
             MSG_SET_CHUNK_SIZE => debug!(size = self.reader.chunk_size(), "peer chunk size"),
             MSG_ABORT | MSG_ACK | MSG_SET_PEER_BANDWIDTH => {}
@@ -576,7 +622,7 @@ impl Session {
             }
             MSG_COMMAND_AMF0 | MSG_COMMAND_AMF3 => {
                 let cmd = Command::decode(msg.type_id, &msg.payload)?;
-                self.on_command(cmd, msg.stream_id)?;
+                self.on_command(cmd, msg.stream_id).await?;
             }
             MSG_SHARED_OBJECT_AMF0 | MSG_SHARED_OBJECT_AMF3 => {
                 debug!("shared object message ignored")
@@ -623,17 +669,16 @@ impl Session {
         Some(id)
     }
 
-    /// Tells the peer its stream ends, then stops it.
-    fn on_shutdown(&mut self) {
-        const WHY: &str = "server shutting down";
+    /// Tells the peer its stream ends (`why`), then stops it.
+    fn say_goodbye(&mut self, why: &str) {
         if let Some(sid) = self.playing.as_ref().map(|p| p.stream_id) {
             self.user_control(UserControl::StreamEof(sid));
-            self.on_status(sid, "status", "NetStream.Play.Stop", WHY);
-            self.stop_playing(WHY);
+            self.on_status(sid, "status", "NetStream.Play.Stop", why);
+            self.stop_playing(why);
         }
         if let Some(sid) = self.publishing.as_ref().map(|p| p.stream_id) {
-            self.on_status(sid, "status", "NetStream.Unpublish.Success", WHY);
-            self.stop_publishing(WHY);
+            self.on_status(sid, "status", "NetStream.Unpublish.Success", why);
+            self.stop_publishing(why);
         }
     }
 
