@@ -4,6 +4,7 @@
 //! `rtmp` is the protocol without IO; `media` is what the hub carries. `cluster` is gossip
 //! membership and the stream locator, `http` the operator API; `app` wires them together.
 
+pub mod access;
 pub mod app;
 pub mod client;
 pub mod cluster;
