@@ -1,13 +1,15 @@
 //! The `ringcast` binary: parse the command line, load the config, run the node.
 
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+use ringcast::access::{token, Action};
 use ringcast::config::{Config, LogFormat};
 
 #[derive(Parser, Debug)]
@@ -18,15 +20,54 @@ use ringcast::config::{Config, LogFormat};
 )]
 struct Cli {
     /// TOML config file; without it the embedded default runs a standalone origin.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Validate the config (file + RINGCAST_* environment), print the effective config, exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a signed URL (expires=...&sig=...) that allows publishing or playing one stream.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["publish", "play"])))]
+struct TokenArgs {
+    /// Allow publishing this stream key (APP/STREAM).
+    #[arg(long, value_name = "APP/STREAM")]
+    publish: Option<String>,
+    /// Allow playing this stream key (APP/STREAM).
+    #[arg(long, value_name = "APP/STREAM")]
+    play: Option<String>,
+    /// How long the URL works: 30s, 15m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_name = "TTL")]
+    ttl: String,
+    /// Base URL; default rtmp://ADVERTISE from the config's rtmp.advertise, else
+    /// rtmp://127.0.0.1:PORT with the port of rtmp.listen.
+    #[arg(long, value_name = "rtmp://HOST:PORT")]
+    url: Option<String>,
+    /// Bind the URL to this client address (for token.bind_ip).
+    #[arg(long, value_name = "ADDR")]
+    ip: Option<IpAddr>,
+    /// Signing key; default: the first of RINGCAST_TOKEN__KEYS (comma-separated). A key on
+    /// the command line is visible to other local users (ps); prefer the variable.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+}
+
+/// The variable with the signing keys until `token.keys` is a config key.
+const TOKEN_KEYS_ENV: &str = "RINGCAST_TOKEN__KEYS";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Token(args)) = &cli.command {
+        return token_command(cli.config.as_deref(), args);
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -65,6 +106,107 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `ringcast token`: prints the URL on stdout, when it expires (and the encoder fields) on
+/// stderr; exit code 2 on bad input.
+fn token_command(config: Option<&Path>, args: &TokenArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("ringcast token: {msg}");
+        ExitCode::from(2)
+    };
+    let (action, stream_key) = match (&args.publish, &args.play) {
+        (Some(k), None) => (Action::Publish, k.as_str()),
+        (None, Some(k)) => (Action::Play, k.as_str()),
+        _ => return fail("give exactly one of --publish and --play".to_owned()),
+    };
+    let ttl = match token::parse_ttl(&args.ttl) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("--ttl: {e}")),
+    };
+    // TODO(token.keys): once `token.*` is in the config schema, take the keys from
+    // `cfg.token.keys` (RINGCAST_TOKEN__KEYS then arrives through it) and load the config
+    // with the whole environment.
+    let keys: Vec<String> = match &args.key {
+        Some(k) => vec![k.clone()],
+        None => std::env::var(TOKEN_KEYS_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    if keys.is_empty() {
+        return fail(format!(
+            "no signing key: give --key or set {TOKEN_KEYS_ENV}"
+        ));
+    }
+    let base = match &args.url {
+        Some(u) => u.clone(),
+        None => match load_without_token_keys(config) {
+            Ok(cfg) => default_base_url(&cfg),
+            Err(e) => return fail(format!("config error: {e}")),
+        },
+    };
+    let now = token::now_unix();
+    match token::token_url(&keys, action, stream_key, &base, ttl, args.ip, now) {
+        Ok(signed) => {
+            println!("{}", signed.url);
+            eprintln!(
+                "expires {} (in {}); encoders with separate fields: server {} and stream key {}",
+                token::format_utc(signed.expires),
+                args.ttl.trim(),
+                signed.server,
+                signed.stream
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// The config with the process environment minus `RINGCAST_TOKEN__*` (not config keys yet,
+/// so the loader would refuse them as unknown).
+fn load_without_token_keys(file: Option<&Path>) -> Result<Config, ringcast::config::ConfigError> {
+    let mut env = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("ringcast_token__") {
+            continue;
+        }
+        match value.into_string() {
+            Ok(value) => env.push((name, value)),
+            // As the loader does for its own variables: refuse rather than guess.
+            Err(_) if lower.starts_with("ringcast_") => {
+                return Err(ringcast::config::ConfigError::Invalid {
+                    key: lower["ringcast_".len()..].replace("__", "."),
+                    message: "value is not valid UTF-8".to_owned(),
+                    layer: ringcast::config::Layer::Env(name),
+                })
+            }
+            Err(_) => {}
+        }
+    }
+    Config::load_from(file, &env)
+}
+
+/// `rtmp://` + `rtmp.advertise` if set (with a real port), else the loopback address with the
+/// port of `rtmp.listen` (1935 if that is 0).
+fn default_base_url(cfg: &Config) -> String {
+    if let Some((_, port)) = ringcast::config::parse_advertise(&cfg.rtmp.advertise) {
+        if port != 0 {
+            return format!("rtmp://{}", cfg.rtmp.advertise);
+        }
+    }
+    let port = match cfg.rtmp.listen.port() {
+        0 => 1935,
+        p => p,
+    };
+    format!("rtmp://127.0.0.1:{port}")
 }
 
 fn init_logging(cfg: &Config) {

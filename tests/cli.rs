@@ -124,3 +124,115 @@ fn every_example_in_conf_passes_check_config() {
         );
     }
 }
+
+const TOKEN_KEY: &str = "a-signing-key-of-some-length";
+
+#[test]
+fn token_prints_a_signed_url_that_verifies() {
+    use ringcast::access::{token, Action};
+    let (code, out, err) = ringcast(
+        &["token", "--publish", "live/cam1", "--ttl", "15m"],
+        &[(
+            "RINGCAST_TOKEN__KEYS",
+            &format!("{TOKEN_KEY},an-older-key-still-valid"),
+        )],
+    );
+    assert_eq!(code, 0, "{err}");
+    let url = out.trim();
+    let rest = url
+        .strip_prefix("rtmp://127.0.0.1:1935/live/cam1?expires=")
+        .unwrap_or_else(|| panic!("{url}"));
+    let (expires, sig) = rest.split_once("&sig=").expect("sig");
+    let expires: u64 = expires.parse().expect("expires");
+    let now = token::now_unix();
+    assert!(
+        expires > now + 800 && expires <= now + 900,
+        "{expires} vs {now}"
+    );
+    assert_eq!(
+        sig,
+        token::sign(TOKEN_KEY, Action::Publish, "live/cam1", expires, None)
+    );
+    assert!(err.contains("expires") && err.contains("UTC"), "{err}");
+
+    // --key, --play, --url, --ip; the config's rtmp.advertise is the default base.
+    let (code, out, err) = ringcast(
+        &[
+            "token",
+            "--play",
+            "live/cam1",
+            "--key",
+            TOKEN_KEY,
+            "--ip",
+            "192.0.2.7",
+            "--url",
+            "rtmp://media.example",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("rtmp://media.example/live/cam1?expires="),
+        "{out}"
+    );
+    let (code, out, err) = ringcast(
+        &["token", "--play", "live/cam1", "--key", TOKEN_KEY],
+        &[("RINGCAST_RTMP__ADVERTISE", "media.example:1936")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("rtmp://media.example:1936/live/cam1?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn token_refuses_bad_input_with_exit_2() {
+    let key = [("RINGCAST_TOKEN__KEYS", TOKEN_KEY)];
+    for (args, env, says) in [
+        (
+            &["token", "--publish", "live/cam1"][..],
+            &[][..],
+            "RINGCAST_TOKEN__KEYS",
+        ),
+        (
+            &["token", "--publish", "live/cam1", "--key", "short"][..],
+            &[][..],
+            "16",
+        ),
+        (&["token", "--publish", "cam1"][..], &key[..], "APP/STREAM"),
+        (
+            &["token", "--play", "live/cam1", "--ttl", "1y"][..],
+            &key[..],
+            "--ttl",
+        ),
+        (
+            &["token", "--play", "live/x", "--url", "http://x"][..],
+            &key[..],
+            "rtmp://",
+        ),
+        (&["token"][..], &key[..], "--publish"),
+        (
+            &["token", "--publish", "a/b", "--play", "a/b"][..],
+            &key[..],
+            "cannot be used",
+        ),
+        (
+            &["token", "--play", "a/b", "--ip", "nope"][..],
+            &key[..],
+            "--ip",
+        ),
+    ] {
+        let (code, out, err) = ringcast(args, env);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(says), "{args:?}: should say {says}: {err}");
+    }
+    // A bad config is still a config error.
+    let (code, _, err) = ringcast(
+        &["token", "--play", "live/cam1"],
+        &[key[0], ("RINGCAST_RTMP__LISEN", "x")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("rtmp.lisen"), "{err}");
+}

@@ -8,8 +8,13 @@
 //! connections while one waits for a checker, or trust a relay because it says it is one (only
 //! a valid [`relay_credential`] makes a connection a relay).
 
+pub mod cidr;
+pub mod hooks;
+pub mod http_client;
+pub mod jwt;
 pub mod relay_credential;
 pub mod rules;
+pub mod token;
 
 use std::net::SocketAddr;
 
