@@ -26,8 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::access::relay_credential::RelayKey;
-use crate::access::rules::Access;
-use crate::cluster::{Cluster, ClusterError, ClusterSettings, Load, NodeRole};
+use crate::cluster::{Cluster, ClusterError, ClusterSettings, Load, NodeRole, Usage};
 use crate::config::{parse_advertise, Config, EdgeMode, Role};
 use crate::http::{Health, HttpState};
 use crate::hub::{Hub, HubConfig};
@@ -69,12 +68,18 @@ pub enum AppError {
     },
     #[error("cannot join the cluster: {0}")]
     Cluster(#[from] ClusterError),
+    /// A checker or rule of `[access]`, `[token]`, `[jwt]`, `[hooks]` or `[cidr]` is unusable.
+    #[error("{0}")]
+    Access(String),
 }
 
 impl AppError {
     /// True when the config is at fault (the binary exits with code 2, as for config errors).
     pub fn is_config_error(&self) -> bool {
-        matches!(self, AppError::Cluster(ClusterError::InvalidSetting { .. }))
+        matches!(
+            self,
+            AppError::Cluster(ClusterError::InvalidSetting { .. }) | AppError::Access(_)
+        )
     }
 }
 
@@ -215,6 +220,11 @@ pub fn cluster_settings(
         cfg.cluster.secret.clone(),
     );
     settings.tier = cfg.edge.tier;
+    settings.capacity = crate::cluster::Capacity {
+        max_players: cfg.edge.max_players,
+        max_egress_mbps: cfg.edge.max_egress_mbps,
+    };
+    settings.zone = cfg.node.zone.clone();
     settings.http_advertise = http_advertise_addr(http_bound, &rtmp_advertise);
     settings.rtmp_advertise = rtmp_advertise;
     settings.gossip_listen = cfg.cluster.gossip_listen;
@@ -224,19 +234,49 @@ pub fn cluster_settings(
     settings
 }
 
-/// This node's players and publishers as the hub sees it (egress is measured apart).
-fn hub_load(hub: &Hub) -> (Load, BTreeSet<String>) {
+/// This node's players and publishers as the hub sees it (egress is measured apart), the
+/// streams published here (an origin's claims), and every stream with a publisher, pulled ones
+/// included (what an edge carries).
+fn hub_load(hub: &Hub) -> (Load, BTreeSet<String>, BTreeSet<String>) {
     let mut load = Load::default();
     let mut publishing = BTreeSet::new();
+    let mut carried = BTreeSet::new();
     for stream in hub.streams() {
         load.players = load.players.saturating_add(stream.players as u64);
+        if stream.publishing {
+            carried.insert(stream.key.clone());
+        }
         // A stream this node pulls from another origin is held there, not here.
         if stream.publishing && !stream.relayed {
             load.publishers = load.publishers.saturating_add(1);
             publishing.insert(stream.key);
         }
     }
-    (load, publishing)
+    (load, publishing, carried)
+}
+
+/// This process's CPU over the last `interval` (thousandths of a core) and memory.
+struct UsageMeter {
+    last: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl UsageMeter {
+    fn sample(&mut self) -> Usage {
+        let pid = std::process::id();
+        let now = tokio::time::Instant::now();
+        let cpu = crate::procstat::cpu_time(pid).unwrap_or_default();
+        let cpu_permille = match self.last.replace((now, cpu)) {
+            Some((then, before)) if now > then => {
+                let used = cpu.saturating_sub(before).as_secs_f64();
+                (used / now.duration_since(then).as_secs_f64() * 1000.0) as u64
+            }
+            _ => 0,
+        };
+        Usage {
+            cpu_permille,
+            rss_kib: crate::procstat::rss_kib(pid).unwrap_or(0),
+        }
+    }
 }
 
 /// Keeps the advert in step with the hub: every [`ADVERTISE_INTERVAL`], the load, and on an
@@ -253,6 +293,7 @@ async fn advertise(cluster: Cluster, hub: Hub, traffic: Arc<Traffic>, stop: Canc
     let started = tokio::time::Instant::now();
     let mut egress = RateMeter::new(EGRESS_WINDOW);
     let mut egress_bps = 0;
+    let mut usage = UsageMeter { last: None };
     for ticks in 0u64.. {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -261,13 +302,19 @@ async fn advertise(cluster: Cluster, hub: Hub, traffic: Arc<Traffic>, stop: Canc
         let rate = egress.sample(started.elapsed(), traffic.bytes_out());
         if ticks % EGRESS_WINDOW as u64 == 0 {
             egress_bps = rate;
+            cluster.set_usage(usage.sample());
         }
-        let (mut load, publishing) = hub_load(&hub);
+        let (mut load, publishing, carried) = hub_load(&hub);
         load.egress_bps = egress_bps;
         cluster.set_load(load);
-        if origin && advertised.as_ref() != Some(&publishing) {
-            cluster.set_streams(publishing.iter().cloned().collect());
-            advertised = Some(publishing);
+        let streams = if origin { publishing } else { carried };
+        if advertised.as_ref() != Some(&streams) {
+            if origin {
+                cluster.set_streams(streams.iter().cloned().collect());
+            } else {
+                cluster.set_carried(streams.iter().cloned().collect());
+            }
+            advertised = Some(streams);
         }
     }
 }
@@ -277,10 +324,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     let hub = Hub::new(hub_config(&cfg));
     // RTMP stops on its own token: on shutdown the node drains first, then stops RTMP.
     let rtmp_stop = CancellationToken::new();
+    let access = crate::access::build(&cfg).map_err(AppError::Access)?;
+    // Hook notifications and JWKS refreshes run until the node stops.
+    let access_stop = CancellationToken::new();
+    if let Some(hooks) = &access.hooks {
+        hooks.spawn(access_stop.clone());
+    }
+    if let Some(jwt) = &access.jwt {
+        jwt.spawn_refresh(access_stop.clone());
+    }
     let identity = ServerIdentity {
         node_id: cfg.node.id.clone(),
         role: cfg.node.role.as_str(),
-        access: Arc::new(Access::open()),
+        access: access.access.clone(),
     };
     let server = RtmpServer::bind(
         cfg.rtmp.listen,
@@ -325,6 +381,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         admin_token: cfg.http.admin_token.clone(),
         clients: server.context().clients.clone(),
         access: server.context().access.clone(),
+        hooks: access.hooks.clone(),
     });
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(crate::http::serve(
@@ -360,6 +417,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         let mode = |m: EdgeMode| match m {
             EdgeMode::Proxy => Mode::Proxy,
             EdgeMode::Redirect => Mode::Redirect,
+            EdgeMode::Balance => Mode::Balance,
         };
         let relays = Relays::new(
             hub.clone(),
@@ -414,6 +472,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     if let Some(cluster) = &cluster {
         cluster.shutdown().await;
     }
+    access_stop.cancel();
     http_stop.cancel();
     let _ = http.await;
     info!("ringcast stopped");

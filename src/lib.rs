@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod app;
+pub mod balance;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod hub;
 pub mod load;
 pub mod media;
+pub mod procstat;
 pub mod relay;
 pub mod rtmp;
 pub mod server;

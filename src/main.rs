@@ -76,6 +76,11 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        // The checkers read their keys and files: what would stop a start stops this too.
+        if let Err(e) = ringcast::access::build(&cfg) {
+            eprintln!("ringcast: config error: {e}");
+            return ExitCode::from(2);
+        }
         print!("{}", cfg.to_toml());
         return ExitCode::SUCCESS;
     }
@@ -124,30 +129,23 @@ fn token_command(config: Option<&Path>, args: &TokenArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(format!("--ttl: {e}")),
     };
-    // TODO(token.keys): once `token.*` is in the config schema, take the keys from
-    // `cfg.token.keys` (RINGCAST_TOKEN__KEYS then arrives through it) and load the config
-    // with the whole environment.
+    let cfg = match Config::load(config) {
+        Ok(cfg) => cfg,
+        Err(e) => return fail(format!("config error: {e}")),
+    };
+    // `--key`, else the first of `token.keys` (file or RINGCAST_TOKEN__KEYS) signs.
     let keys: Vec<String> = match &args.key {
         Some(k) => vec![k.clone()],
-        None => std::env::var(TOKEN_KEYS_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        None => cfg.token.keys.clone(),
     };
     if keys.is_empty() {
         return fail(format!(
-            "no signing key: give --key or set {TOKEN_KEYS_ENV}"
+            "no signing key: give --key, or set token.keys (or {TOKEN_KEYS_ENV})"
         ));
     }
     let base = match &args.url {
         Some(u) => u.clone(),
-        None => match load_without_token_keys(config) {
-            Ok(cfg) => default_base_url(&cfg),
-            Err(e) => return fail(format!("config error: {e}")),
-        },
+        None => default_base_url(&cfg),
     };
     let now = token::now_unix();
     match token::token_url(&keys, action, stream_key, &base, ttl, args.ip, now) {
@@ -164,34 +162,6 @@ fn token_command(config: Option<&Path>, args: &TokenArgs) -> ExitCode {
         }
         Err(e) => fail(e),
     }
-}
-
-/// The config with the process environment minus `RINGCAST_TOKEN__*` (not config keys yet,
-/// so the loader would refuse them as unknown).
-fn load_without_token_keys(file: Option<&Path>) -> Result<Config, ringcast::config::ConfigError> {
-    let mut env = Vec::new();
-    for (name, value) in std::env::vars_os() {
-        let Ok(name) = name.into_string() else {
-            continue;
-        };
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("ringcast_token__") {
-            continue;
-        }
-        match value.into_string() {
-            Ok(value) => env.push((name, value)),
-            // As the loader does for its own variables: refuse rather than guess.
-            Err(_) if lower.starts_with("ringcast_") => {
-                return Err(ringcast::config::ConfigError::Invalid {
-                    key: lower["ringcast_".len()..].replace("__", "."),
-                    message: "value is not valid UTF-8".to_owned(),
-                    layer: ringcast::config::Layer::Env(name),
-                })
-            }
-            Err(_) => {}
-        }
-    }
-    Config::load_from(file, &env)
 }
 
 /// `rtmp://` + `rtmp.advertise` if set (with a real port), else the loopback address with the

@@ -76,8 +76,9 @@ fn bad_values_exit_2_naming_the_key() {
     assert!(err.contains("/nonexistent/ringcast.toml"), "{err}");
 }
 
-/// Every example in `conf/` passes `--check-config`; those that join a cluster only with a
-/// real secret in the environment: their placeholder secret is refused as it is.
+/// Every example in `conf/` passes `--check-config`; those with placeholder secrets (cluster
+/// secret, token keys, admin token) only with real values in the environment: as they are,
+/// they are refused, naming the key.
 #[test]
 fn every_example_in_conf_passes_check_config() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
@@ -89,15 +90,38 @@ fn every_example_in_conf_passes_check_config() {
         }
         let file = path.to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).expect("read");
-        let secret = [(
-            "RINGCAST_CLUSTER__SECRET",
-            "an-operator-secret-0123456789abcdef",
-        )];
-        let env: &[(&str, &str)] = if text.contains("secret = \"replace-me\"") {
+        // A real value for each placeholder the file has.
+        let real: Vec<(&str, &str)> = [
+            (
+                "secret = \"replace-me",
+                "RINGCAST_CLUSTER__SECRET",
+                "an-operator-secret-0123456789abc",
+            ),
+            (
+                "keys = [\"replace-me",
+                "RINGCAST_TOKEN__KEYS",
+                "an-operator-token-key-0123456789",
+            ),
+            (
+                "admin_token = \"replace-me",
+                "RINGCAST_HTTP__ADMIN_TOKEN",
+                "an-operator-admin-token-01234567",
+            ),
+        ]
+        .into_iter()
+        .filter(|(placeholder, _, _)| text.contains(placeholder))
+        .map(|(_, var, value)| (var, value))
+        .collect();
+        let env: &[(&str, &str)] = if !real.is_empty() {
             let (code, _, err) = ringcast(&["--check-config", "-c", &file], &[]);
-            assert_eq!(code, 2, "{file}: the placeholder secret must be refused");
-            assert!(err.contains("cluster.secret"), "{file}: {err}");
-            &secret
+            assert_eq!(code, 2, "{file}: a placeholder must be refused");
+            assert!(
+                ["cluster.secret", "token.keys", "http.admin_token"]
+                    .iter()
+                    .any(|key| err.contains(key)),
+                "{file}: {err}"
+            );
+            &real
         } else {
             &[]
         };
@@ -116,6 +140,7 @@ fn every_example_in_conf_passes_check_config() {
         "cluster-origin.toml=origin",
         "default.toml=origin",
         "edge.toml=edge",
+        "locked-down.toml=origin",
         "origin.toml=origin",
     ] {
         assert!(

@@ -114,3 +114,75 @@ impl Notice {
         }
     }
 }
+
+/// The access side of a node, built from its config: the rules with their checkers, and the
+/// checkers that run in the background or have figures of their own.
+pub struct Built {
+    pub access: std::sync::Arc<rules::Access>,
+    /// Configured when any hook URL is set: start its notifications with `spawn`.
+    pub hooks: Option<std::sync::Arc<hooks::HookChecker>>,
+    /// Configured when `jwt.algorithm` is set: start its key refresh with `spawn_refresh`.
+    pub jwt: Option<std::sync::Arc<jwt::JwtChecker>>,
+}
+
+impl rules::Notifier for hooks::HookChecker {
+    fn notify(&self, notice: Notice, request: &Request, extra: &[(&str, String)]) {
+        hooks::HookChecker::notify(self, notice, request, extra);
+    }
+}
+
+/// Builds the checkers a config sets up and the rules over them. Errors name the key. Starts
+/// nothing (see [`Built`]), so `--check-config` can call it too.
+pub fn build(cfg: &crate::config::Config) -> Result<Built, String> {
+    use std::sync::Arc;
+    let mut checkers: Vec<Arc<dyn Checker>> = Vec::new();
+    if !cfg.token.keys.is_empty() {
+        checkers.push(Arc::new(token::TokenChecker::new(cfg.token.clone())?));
+    }
+    let jwt = if cfg.jwt.algorithm.is_empty() {
+        None
+    } else {
+        let jwt = jwt::JwtChecker::new(cfg.jwt.clone())?;
+        checkers.push(jwt.clone());
+        Some(jwt)
+    };
+    let h = &cfg.hooks;
+    let any_hook = [
+        &h.on_connect,
+        &h.on_publish,
+        &h.on_play,
+        &h.on_publish_done,
+        &h.on_play_done,
+        &h.on_disconnect,
+    ]
+    .iter()
+    .any(|url| !url.is_empty());
+    let hooks = if any_hook {
+        let hooks = hooks::HookChecker::new(cfg.hooks.clone())?;
+        checkers.push(hooks.clone());
+        Some(hooks)
+    } else {
+        None
+    };
+    let c = &cfg.cidr;
+    let any_cidr = [
+        &c.connect_allow,
+        &c.connect_deny,
+        &c.publish_allow,
+        &c.publish_deny,
+        &c.play_allow,
+        &c.play_deny,
+    ]
+    .iter()
+    .any(|list| !list.is_empty());
+    if any_cidr {
+        checkers.push(Arc::new(cidr::CidrChecker::new(cfg.cidr.clone())?));
+    }
+    let notifier = hooks.clone().map(|h| h as Arc<dyn rules::Notifier>);
+    let access = rules::Access::new(&cfg.access, checkers, notifier)?;
+    Ok(Built {
+        access: Arc::new(access),
+        hooks,
+        jwt,
+    })
+}

@@ -176,6 +176,12 @@ fn split_stream_key(stream_key: &str) -> Result<(&str, &str), String> {
 }
 
 fn check_key(what: &str, key: &str) -> Result<(), String> {
+    if key.to_ascii_lowercase().starts_with("replace-me") {
+        return Err(format!(
+            "{what} is the placeholder of the sample configuration; use a random string \
+             (e.g. `openssl rand -hex 32`)"
+        ));
+    }
     if key.len() < MIN_KEY_LEN {
         return Err(format!(
             "{what} is {} bytes, at least {MIN_KEY_LEN} are needed (a random string, e.g. \

@@ -251,6 +251,9 @@ mod tests {
             leaving: false,
             load: Load::default(),
             tier: 0,
+            capacity: Default::default(),
+            usage: Default::default(),
+            zone: String::new(),
             streams: streams
                 .iter()
                 .map(|(s, t)| (s.to_string(), *t))

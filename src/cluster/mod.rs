@@ -63,7 +63,7 @@ pub use ring::{Ring, RingHasher, VNODES};
 pub use simnet::{SimNetwork, SimStats};
 pub use state::{valid_stream_name, MAX_STREAM_NAME};
 pub use transport::{GossipStats, MAX_DATAGRAM};
-pub use view::{ClusterView, NodeView};
+pub use view::{ClusterView, EdgeView, NodeView};
 
 use state::LocalAdvert;
 use transport::{AuthTransport, GossipKey, TransportStats, Wire};
@@ -96,12 +96,27 @@ impl NodeRole {
     }
 }
 
-/// Load a node reports; informational for now (a bounded-load choice may use it later).
+/// Load a node reports (the origin ring's bounded loads and the edge balancer read it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Load {
     pub players: u64,
     pub publishers: u64,
     pub egress_bps: u64,
+}
+
+/// What an edge may take (`edge.max_players`, `edge.max_egress_mbps`); 0 = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Capacity {
+    pub max_players: u64,
+    pub max_egress_mbps: u64,
+}
+
+/// The machine resources a node uses: CPU of this process in thousandths of one core over the
+/// last advert interval, and its resident memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_permille: u64,
+    pub rss_kib: u64,
 }
 
 /// chitchat failure-detector and garbage-collection settings.
@@ -147,6 +162,10 @@ pub struct ClusterSettings {
     /// Edge tier: 1 pulls from origins, N from edges of tier N - 1 (see `tiers`). Ignored
     /// on origins. Default 1.
     pub tier: u8,
+    /// What this edge may take (the balancer keeps it under); unlimited by default.
+    pub capacity: Capacity,
+    /// `node.zone`: a label the balancer may prefer players' edges by ("" = none).
+    pub zone: String,
     /// RTMP `host:port` other nodes and redirected clients use.
     pub rtmp_advertise: String,
     /// HTTP `host:port`, shown to operators.
@@ -176,6 +195,8 @@ impl std::fmt::Debug for ClusterSettings {
             .field("node_id", &self.node_id)
             .field("role", &self.role)
             .field("tier", &self.tier)
+            .field("capacity", &self.capacity)
+            .field("zone", &self.zone)
             .field("rtmp_advertise", &self.rtmp_advertise)
             .field("http_advertise", &self.http_advertise)
             .field("gossip_listen", &self.gossip_listen)
@@ -198,6 +219,8 @@ impl ClusterSettings {
             node_id: node_id.into(),
             role,
             tier: 1,
+            capacity: Capacity::default(),
+            zone: String::new(),
             rtmp_advertise: String::new(),
             http_advertise: String::new(),
             gossip_listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
@@ -416,6 +439,9 @@ impl Cluster {
             draining: false,
             leaving: false,
             load: Load::default(),
+            capacity: settings.capacity,
+            usage: Usage::default(),
+            zone: settings.zone.clone(),
             streams: BTreeMap::new(),
         };
         let handle = spawn_chitchat(config, local.initial_key_values(), &transport)
@@ -597,6 +623,25 @@ impl Cluster {
 
     pub fn set_load(&self, load: Load) {
         self.update_local(|local| local.load = load);
+    }
+
+    pub fn set_usage(&self, usage: Usage) {
+        self.update_local(|local| local.usage = usage);
+    }
+
+    /// Replaces the set of streams (`APP/STREAM`) this edge carries: pulls, and publishers
+    /// forwarded through it. The balancer prefers edges that carry a player's stream. No-op
+    /// on an origin (its claims say what it holds).
+    pub fn set_carried(&self, streams: Vec<String>) {
+        if self.inner.role != NodeRole::Edge {
+            return;
+        }
+        let next: BTreeMap<String, u64> = streams
+            .into_iter()
+            .filter(|s| valid_stream_name(s))
+            .map(|s| (s, 0))
+            .collect();
+        self.update_local(|local| local.streams = next);
     }
 
     /// Ready origins are ring members. Starts false.

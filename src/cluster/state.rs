@@ -18,9 +18,14 @@
 //! | `leave`  | `1` once the node is leaving for good   |
 //! | `load`   | `players publishers egress_bps`         |
 //! | `tier`   | edge tier `1`..; `0` on origins (absent: 1 on edges, 0 on origins) |
-//! | `s/XX`   | claims of bucket XX (hex, 256 buckets)  |
+//! | `cap`    | `max_players max_egress_mbps` (0 = unlimited; absent: unlimited) |
+//! | `use`    | `cpu_permille rss_kib` (absent: 0 0)    |
+//! | `zone`   | `node.zone` (absent: none)              |
+//! | `s/XX`   | claims of bucket XX (hex, 256 buckets); on an edge, the streams it carries |
 //!
 //! A bucket value holds one line per stream, sorted by name: `<claim stamp, hex> <APP/STREAM>\n`.
+//! An edge carries streams without claiming them: its lines have stamp 0 and it is never a
+//! claimant (only origins are).
 //! A stream's bucket is `siphash(stream) % 256` (fixed keys), so a reader looking for one
 //! stream reads one bucket per origin.
 //!
@@ -53,7 +58,7 @@ use std::sync::Arc;
 use chitchat::NodeState;
 use siphasher::sip::SipHasher24;
 
-use super::{Load, NodeRole};
+use super::{Capacity, Load, NodeRole, Usage};
 
 /// Format version of the advertised keys.
 pub(crate) const ADVERT_VERSION: &str = "1";
@@ -72,6 +77,11 @@ const KEY_DRAIN: &str = "drain";
 const KEY_LEAVE: &str = "leave";
 const KEY_LOAD: &str = "load";
 const KEY_TIER: &str = "tier";
+const KEY_CAPACITY: &str = "cap";
+const KEY_USAGE: &str = "use";
+const KEY_ZONE: &str = "zone";
+/// Longest zone label advertised.
+pub(crate) const MAX_ZONE: usize = 64;
 const BUCKET_PREFIX: &str = "s/";
 
 const BUCKET_KEY_0: u64 = u64::from_le_bytes(*b"ringcast");
@@ -105,7 +115,10 @@ pub(crate) struct LocalAdvert {
     pub(crate) load: Load,
     /// Edge tier (1 pulls from origins, N from edges of tier N - 1); 0 on origins.
     pub(crate) tier: u8,
-    /// Stream → claim stamp (see `locator`).
+    pub(crate) capacity: Capacity,
+    pub(crate) usage: Usage,
+    pub(crate) zone: String,
+    /// Stream → claim stamp (see `locator`); on an edge, the streams it carries (stamp 0).
     pub(crate) streams: BTreeMap<String, u64>,
 }
 
@@ -150,6 +163,18 @@ impl LocalAdvert {
                 ),
             ),
             (KEY_TIER.into(), self.tier.to_string()),
+            (
+                KEY_CAPACITY.into(),
+                format!(
+                    "{} {}",
+                    self.capacity.max_players, self.capacity.max_egress_mbps
+                ),
+            ),
+            (
+                KEY_USAGE.into(),
+                format!("{} {}", self.usage.cpu_permille, self.usage.rss_kib),
+            ),
+            (KEY_ZONE.into(), self.zone.clone()),
         ]
     }
 
@@ -204,6 +229,9 @@ pub(crate) struct Advert {
     pub(crate) load: Load,
     /// See [`LocalAdvert::tier`].
     pub(crate) tier: u8,
+    pub(crate) capacity: Capacity,
+    pub(crate) usage: Usage,
+    pub(crate) zone: String,
     /// Index = bucket; `None` if the node never set it.
     buckets: Vec<Option<Bucket>>,
 }
@@ -224,6 +252,12 @@ fn parse_load(value: &str) -> Option<Load> {
         egress_bps: fields.next()?.ok()?,
     };
     fields.next().is_none().then_some(load)
+}
+
+/// Two space-separated integers; `None` if malformed.
+fn parse_pair(value: &str) -> Option<(u64, u64)> {
+    let (a, b) = value.split_once(' ')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// An edge's tier; 1 if absent or malformed (what a node without tiers does), 0 on origins.
@@ -276,6 +310,27 @@ impl Advert {
             leaving: parse_flag(state, KEY_LEAVE).unwrap_or(false),
             load: state.get(KEY_LOAD).and_then(parse_load).unwrap_or_default(),
             tier: parse_tier(state, role),
+            capacity: state
+                .get(KEY_CAPACITY)
+                .and_then(parse_pair)
+                .map(|(max_players, max_egress_mbps)| Capacity {
+                    max_players,
+                    max_egress_mbps,
+                })
+                .unwrap_or_default(),
+            usage: state
+                .get(KEY_USAGE)
+                .and_then(parse_pair)
+                .map(|(cpu_permille, rss_kib)| Usage {
+                    cpu_permille,
+                    rss_kib,
+                })
+                .unwrap_or_default(),
+            zone: state
+                .get(KEY_ZONE)
+                .filter(|z| z.len() <= MAX_ZONE && !z.chars().any(char::is_control))
+                .unwrap_or_default()
+                .to_string(),
             buckets,
         })
     }
@@ -337,6 +392,15 @@ mod tests {
                 egress_bps: 9_000_000,
             },
             tier: 0,
+            capacity: Capacity {
+                max_players: 500,
+                max_egress_mbps: 0,
+            },
+            usage: Usage {
+                cpu_permille: 250,
+                rss_kib: 40_000,
+            },
+            zone: "eu-1".into(),
             streams: streams.iter().map(|(s, t)| (s.to_string(), *t)).collect(),
         }
     }
@@ -370,6 +434,9 @@ mod tests {
         assert_eq!(parsed.role, NodeRole::Origin);
         assert_eq!(parsed.rtmp, "10.0.0.1:1935");
         assert_eq!(parsed.load, local.load);
+        assert_eq!(parsed.capacity, local.capacity);
+        assert_eq!(parsed.usage, local.usage);
+        assert_eq!(parsed.zone, "eu-1");
         assert!(parsed.ready && !parsed.draining && !parsed.leaving);
         assert_eq!(parsed.stream_count(), 3);
         assert_eq!(parsed.claim("live/a"), Some(0x10));

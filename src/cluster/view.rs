@@ -28,7 +28,7 @@ use super::locator::{Claimant, Location, Locator};
 use super::ring::Ring;
 use super::state::Advert;
 use super::tiers::{EdgeTiers, TierMembers};
-use super::{Load, NodeRole};
+use super::{Capacity, Load, NodeRole, Usage};
 
 /// One node as this node sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,8 +57,79 @@ pub struct NodeView {
     /// A ring member over the load bound: skipped for streams nobody holds yet (`locator`).
     pub over_load_bound: bool,
     pub load: Load,
-    /// Streams the node advertises.
+    /// What an edge may take (0 = unlimited).
+    pub capacity: Capacity,
+    /// CPU and memory the node uses.
+    pub usage: Usage,
+    /// `node.zone` ("" = none).
+    pub zone: String,
+    /// Streams the node advertises: an origin's claims, the streams an edge carries.
     pub streams: usize,
+}
+
+/// A serving edge as the balancer sees it: live, ready, not draining or leaving, with an
+/// RTMP address.
+#[derive(Debug, Clone)]
+pub struct EdgeView {
+    pub node_id: String,
+    pub rtmp_addr: String,
+    pub http_addr: String,
+    pub tier: u8,
+    pub zone: String,
+    pub load: Load,
+    pub capacity: Capacity,
+    pub usage: Usage,
+    advert: Arc<Advert>,
+}
+
+impl EdgeView {
+    /// Whether this edge carries `stream` (pulls it, or forwards its publisher).
+    pub fn carries(&self, stream: &str) -> bool {
+        self.advert.claim(stream).is_some()
+    }
+
+    /// An edge as a peer would advertise it, for tests of what reads edges (the balancer).
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        node_id: &str,
+        tier: u8,
+        zone: &str,
+        load: Load,
+        capacity: Capacity,
+        carried: &[&str],
+    ) -> EdgeView {
+        let local = super::state::LocalAdvert {
+            role: NodeRole::Edge,
+            rtmp: format!("{node_id}:1935"),
+            http: format!("{node_id}:8080"),
+            ready: true,
+            draining: false,
+            leaving: false,
+            load,
+            tier,
+            capacity,
+            usage: Usage::default(),
+            zone: zone.to_string(),
+            streams: carried.iter().map(|s| (s.to_string(), 0)).collect(),
+        };
+        let mut state = chitchat::NodeState::for_test();
+        local.apply(&mut state);
+        let advert = match Advert::parse(&state, None) {
+            Some(advert) => Arc::new(advert),
+            None => panic!("a test advert must parse"),
+        };
+        EdgeView {
+            node_id: node_id.to_string(),
+            rtmp_addr: advert.rtmp.clone(),
+            http_addr: advert.http.clone(),
+            tier,
+            zone: zone.to_string(),
+            load,
+            capacity,
+            usage: Usage::default(),
+            advert,
+        }
+    }
 }
 
 /// An immutable snapshot of the cluster; cheap to share (`Arc`).
@@ -70,9 +141,16 @@ pub struct ClusterView {
     tiers: EdgeTiers,
     state_bytes: usize,
     duplicate_ids: Vec<String>,
+    /// Serving edges, sorted by node id.
+    edges: Vec<EdgeView>,
 }
 
 impl ClusterView {
+    /// Serving edges (live, ready, not draining or leaving, with an RTMP address), by id.
+    pub fn edges(&self) -> &[EdgeView] {
+        &self.edges
+    }
+
     /// Increases by one with every published change.
     pub fn version(&self) -> u64 {
         self.version
@@ -212,6 +290,7 @@ impl ViewBuilder {
         let mut ring_rtmp = HashMap::new();
         let mut ring_load = HashMap::new();
         let mut tier_members: BTreeMap<u8, TierMembers> = BTreeMap::new();
+        let mut edges = Vec::new();
         for (node_id, (live, generation, id, advert)) in best {
             let origin = advert.role == NodeRole::Origin;
             let serving = live && advert.ready && !advert.draining && !advert.leaving;
@@ -224,6 +303,17 @@ impl ViewBuilder {
                     .entry(advert.tier)
                     .or_default()
                     .insert(node_id.to_string(), advert.rtmp.clone());
+                edges.push(EdgeView {
+                    node_id: node_id.to_string(),
+                    rtmp_addr: advert.rtmp.clone(),
+                    http_addr: advert.http.clone(),
+                    tier: advert.tier,
+                    zone: advert.zone.clone(),
+                    load: advert.load,
+                    capacity: advert.capacity,
+                    usage: advert.usage,
+                    advert: advert.clone(),
+                });
             }
             if live && origin && !advert.leaving {
                 claimants.push(Claimant {
@@ -247,6 +337,9 @@ impl ViewBuilder {
                 tier: advert.tier,
                 over_load_bound: false,
                 load: advert.load,
+                capacity: advert.capacity,
+                usage: advert.usage,
+                zone: advert.zone.clone(),
                 streams: advert.stream_count(),
             });
         }
@@ -281,6 +374,7 @@ impl ViewBuilder {
             tiers: self.tiers.clone(),
             state_bytes,
             duplicate_ids,
+            edges,
         })
     }
 }

@@ -172,6 +172,24 @@ pub(super) fn check_cluster_addresses(
     config: &Config,
     layers: &Layers<'_>,
 ) -> Result<(), ConfigError> {
+    if config
+        .http
+        .admin_token
+        .to_ascii_lowercase()
+        .starts_with("replace-me")
+    {
+        return Err(layers.invalid(
+            "http.admin_token",
+            "is the placeholder of the sample configuration; use a random string (e.g. `openssl rand -hex 32`)",
+        ));
+    }
+    let zone = &config.node.zone;
+    if zone.len() > 64 || zone.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(layers.invalid(
+            "node.zone",
+            "must be at most 64 characters without spaces or control characters",
+        ));
+    }
     if config.node.role == Role::Edge && !config.cluster_enabled() {
         return Err(layers.invalid(
             "node.role",

@@ -23,6 +23,14 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub edge: EdgeConfig,
     pub access: AccessConfig,
+    /// Signed URLs (the `token` checker).
+    pub token: crate::access::token::TokenConfig,
+    /// JSON Web Tokens (the `jwt` checker).
+    pub jwt: crate::access::jwt::JwtConfig,
+    /// HTTP callbacks, nginx-rtmp style (the `hook` checker and notifications).
+    pub hooks: crate::access::hooks::HooksConfig,
+    /// Address rules (the `cidr` checker).
+    pub cidr: crate::access::cidr::CidrConfig,
     pub log: LogConfig,
 }
 
@@ -35,6 +43,8 @@ pub struct NodeConfig {
     /// [`FALLBACK_NODE_ID`](super::FALLBACK_NODE_ID)).
     pub id: String,
     pub role: Role,
+    /// A label (region, rack) the balancer may prefer for players that name it; "" = none.
+    pub zone: String,
 }
 
 /// `[rtmp]`
@@ -166,10 +176,16 @@ impl fmt::Debug for ClusterConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
+    /// `proxy`, `redirect`, or `balance` (send each player to the edge the balancer picks).
     pub play: EdgeMode,
+    /// `proxy` or `redirect`.
     pub publish: EdgeMode,
     /// 1 pulls from origins; N (2..=3) pulls from the edges of tier N - 1.
     pub tier: u8,
+    /// Players this edge may take (the balancer keeps it under); 0 = unlimited.
+    pub max_players: u64,
+    /// Egress this edge may send, in Mb/s (the balancer keeps it under); 0 = unlimited.
+    pub max_egress_mbps: u64,
 }
 
 /// `[access]`: which checkers decide connect, publish and play, per app.
@@ -229,6 +245,8 @@ pub enum Role {
 pub enum EdgeMode {
     Proxy,
     Redirect,
+    /// `edge.play` only: the balancer picks the edge.
+    Balance,
 }
 
 /// `log.format`
@@ -255,6 +273,7 @@ impl EdgeMode {
         match self {
             EdgeMode::Proxy => "proxy",
             EdgeMode::Redirect => "redirect",
+            EdgeMode::Balance => "balance",
         }
     }
 }
@@ -330,6 +349,7 @@ const fn int(min: i64, max: i64) -> Kind {
 pub(super) const KEYS: &[(&str, Kind)] = &[
     ("node.id", STR),
     ("node.role", Kind::Choice(&["origin", "edge"])),
+    ("node.zone", STR),
     ("rtmp.listen", Kind::Listen),
     ("rtmp.advertise", Kind::OptionalAdvertise),
     ("rtmp.chunk_size", int(128, 65_536)),
@@ -357,10 +377,12 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("cluster.secret", STR),
     ("cluster.cluster_id", NON_EMPTY_STR),
     ("cluster.max_pulls", int(1, 1_000_000)),
-    ("edge.play", Kind::Choice(&["proxy", "redirect"])),
+    ("edge.play", Kind::Choice(&["proxy", "redirect", "balance"])),
     ("edge.publish", Kind::Choice(&["proxy", "redirect"])),
     // At most 3 tiers: a relay chain is cut after `relay::MAX_HOPS` (3) pulls.
     ("edge.tier", int(1, 3)),
+    ("edge.max_players", int(0, 100_000_000)),
+    ("edge.max_egress_mbps", int(0, 100_000_000)),
     ("access.default.connect", Kind::StrList),
     ("access.default.publish", Kind::StrList),
     ("access.default.play", Kind::StrList),
@@ -369,6 +391,36 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("access.apps.*.publish", Kind::StrList),
     ("access.apps.*.play", Kind::StrList),
     ("access.apps.*.takeover", Kind::Bool),
+    ("token.keys", Kind::StrList),
+    ("token.bind_ip", Kind::Bool),
+    (
+        "jwt.algorithm",
+        Kind::Choice(&["", "HS256", "RS256", "ES256"]),
+    ),
+    ("jwt.secret", STR),
+    ("jwt.key_file", STR),
+    ("jwt.jwks_file", STR),
+    ("jwt.jwks_url", STR),
+    ("jwt.jwks_refresh_s", int(1, 86_400)),
+    ("jwt.param", NON_EMPTY_STR),
+    ("jwt.claim", NON_EMPTY_STR),
+    ("jwt.issuer", STR),
+    ("jwt.audience", STR),
+    ("hooks.on_connect", STR),
+    ("hooks.on_publish", STR),
+    ("hooks.on_play", STR),
+    ("hooks.on_publish_done", STR),
+    ("hooks.on_play_done", STR),
+    ("hooks.on_disconnect", STR),
+    ("hooks.timeout_ms", int(1, 60_000)),
+    ("hooks.cache_s", int(0, 86_400)),
+    ("hooks.retries", int(0, 10)),
+    ("cidr.connect_allow", Kind::StrList),
+    ("cidr.connect_deny", Kind::StrList),
+    ("cidr.publish_allow", Kind::StrList),
+    ("cidr.publish_deny", Kind::StrList),
+    ("cidr.play_allow", Kind::StrList),
+    ("cidr.play_deny", Kind::StrList),
     ("log.level", NON_EMPTY_STR),
     ("log.format", Kind::Choice(&["text", "json"])),
 ];

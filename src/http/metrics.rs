@@ -197,7 +197,65 @@ pub(super) fn render(state: &HttpState) -> String {
     );
     relays(&mut out, state);
     access(&mut out, state);
+    hooks(&mut out, state);
     out.0
+}
+
+/// `ringcast_hook_duration_seconds{call}` (a histogram of decision hooks' answers) and
+/// `ringcast_hook_notifications_total{result}`, when hooks are configured.
+fn hooks(out: &mut Out, state: &HttpState) {
+    use crate::access::hooks::LATENCY_BUCKETS_MS;
+    use crate::access::Action;
+    let Some(hooks) = &state.hooks else {
+        return;
+    };
+    out.family(
+        "ringcast_hook_duration_seconds",
+        "histogram",
+        "Time decision hooks (on_connect, on_publish, on_play) took to answer, cache hits excluded.",
+    );
+    for action in [Action::Connect, Action::Publish, Action::Play] {
+        let h = hooks.latency_of(action);
+        let call = action.as_str();
+        for (ms, count) in LATENCY_BUCKETS_MS.iter().zip(h.le.iter()) {
+            let le = *ms as f64 / 1000.0;
+            let _ = writeln!(
+                out.0,
+                "ringcast_hook_duration_seconds_bucket{{call=\"{call}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out.0,
+            "ringcast_hook_duration_seconds_bucket{{call=\"{call}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out.0,
+            "ringcast_hook_duration_seconds_sum{{call=\"{call}\"}} {}",
+            h.sum_seconds()
+        );
+        let _ = writeln!(
+            out.0,
+            "ringcast_hook_duration_seconds_count{{call=\"{call}\"}} {}",
+            h.count
+        );
+    }
+    let n = hooks.notify_stats();
+    out.family(
+        "ringcast_hook_notifications_total",
+        "counter",
+        "Notification hooks (on_publish_done, on_play_done, on_disconnect): sent, failed after retries, dropped (queue full).",
+    );
+    for (result, count) in [
+        ("sent", n.sent),
+        ("failed", n.failed),
+        ("dropped", n.dropped),
+    ] {
+        let _ = writeln!(
+            out.0,
+            "ringcast_hook_notifications_total{{result=\"{result}\"}} {count}"
+        );
+    }
 }
 
 /// `ringcast_access_decisions_total{action, checker, result}`: every checker's verdict (checker
@@ -280,6 +338,7 @@ mod tests {
             admin_token: String::new(),
             clients: Arc::default(),
             access: Arc::new(crate::access::rules::Access::open()),
+            hooks: None,
         };
         state.traffic.wrote(4096);
         let text = render(&state);

@@ -111,6 +111,8 @@ pub struct HttpState {
     pub clients: Arc<crate::server::clients::Clients>,
     /// The access rules (decision counts for metrics).
     pub access: Arc<crate::access::rules::Access>,
+    /// The HTTP hooks, when configured (latency and notification figures).
+    pub hooks: Option<Arc<crate::access::hooks::HookChecker>>,
 }
 
 /// Why a cluster path has no cluster to read.
@@ -151,6 +153,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
         .route("/api/v1/cluster/streams", get(cluster_streams))
         .route("/api/v1/cluster/locate", get(locate))
+        .route("/api/v1/cluster/route", get(route))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
@@ -329,6 +332,58 @@ async fn locate(
                 "no live origin known for {stream}: no origin advertises it and the ring is empty"
             ),
         ),
+    }
+}
+
+#[derive(Deserialize)]
+struct RouteParams {
+    stream: Option<String>,
+    zone: Option<String>,
+}
+
+/// `GET /api/v1/cluster/route?stream=APP/STREAM[&zone=Z]`: the edge the balancer sends a
+/// player of the stream to (and counts it there as pending), for players that cannot follow an
+/// RTMP 302: `{"stream", "node_id", "url", "reason": "carries" | "ring" | "full"}`.
+async fn route(
+    State(state): State<Arc<HttpState>>,
+    params: Result<Query<RouteParams>, QueryRejection>,
+) -> Response {
+    let cluster = match state.cluster() {
+        Ok(cluster) => cluster,
+        Err(no_cluster) => return no_cluster.into_response(),
+    };
+    let Some(relays) = state.relays.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "joining the cluster");
+    };
+    let (stream, zone) = match params {
+        Ok(Query(RouteParams {
+            stream: Some(s),
+            zone,
+        })) => (s, zone),
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "missing query parameter: stream"),
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    if !valid_locate_name(&stream) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid stream {stream:?}: expected APP/STREAM without a query"),
+        );
+    }
+    let choice = relays
+        .balancer()
+        .route(&cluster.view(), &stream, zone.as_deref());
+    let full = choice.reason == crate::balance::Reason::Full;
+    let body = Json(json!({
+        "stream": stream,
+        "node_id": (!full).then_some(choice.node_id.as_str()),
+        "url": (!full).then(|| format!("rtmp://{}/{stream}", choice.rtmp_addr)),
+        "http": (!full).then_some(choice.http_addr.as_str()),
+        "reason": choice.reason,
+    }));
+    if full {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    } else {
+        body.into_response()
     }
 }
 

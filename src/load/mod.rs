@@ -4,7 +4,7 @@
 
 pub mod flv;
 pub mod player;
-pub mod procstat;
+
 pub mod publisher;
 pub mod report;
 pub mod synth;
@@ -85,9 +85,12 @@ pub async fn run(plan: LoadPlan) -> Report {
     }
     tokio::time::sleep_until(players_start).await;
 
-    let cpu_start = plan.server_pid.and_then(procstat::cpu_time);
-    let own_cpu_start = procstat::cpu_time(std::process::id());
-    let rss_start = plan.server_pid.and_then(procstat::rss_kib).unwrap_or(0);
+    let cpu_start = plan.server_pid.and_then(crate::procstat::cpu_time);
+    let own_cpu_start = crate::procstat::cpu_time(std::process::id());
+    let rss_start = plan
+        .server_pid
+        .and_then(crate::procstat::rss_kib)
+        .unwrap_or(0);
     let mut rss_peak = rss_start;
     let mut players = JoinSet::new();
     let total = plan.streams * plan.players_per_stream;
@@ -123,15 +126,18 @@ pub async fn run(plan: LoadPlan) -> Report {
                 None => break,
             },
             _ = sample.tick() => {
-                if let Some(rss) = plan.server_pid.and_then(procstat::rss_kib) {
+                if let Some(rss) = plan.server_pid.and_then(crate::procstat::rss_kib) {
                     rss_peak = rss_peak.max(rss);
                 }
             }
         }
     }
-    let cpu_end = plan.server_pid.and_then(procstat::cpu_time);
-    let own_cpu_end = procstat::cpu_time(std::process::id());
-    let rss_end = plan.server_pid.and_then(procstat::rss_kib).unwrap_or(0);
+    let cpu_end = plan.server_pid.and_then(crate::procstat::cpu_time);
+    let own_cpu_end = crate::procstat::cpu_time(std::process::id());
+    let rss_end = plan
+        .server_pid
+        .and_then(crate::procstat::rss_kib)
+        .unwrap_or(0);
 
     let mut publisher_stats: Vec<PublisherStats> = Vec::new();
     while let Some(joined) = publishers.join_next().await {

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::access::relay_credential::RelayKey;
+use crate::balance::{Balancer, Reason};
 use crate::client::{ClientError, ClientOptions, RtmpClient, RtmpUrl, UrlError};
 use crate::cluster::{Cluster, ClusterView, Location, NodeRole, Source};
 use crate::hub::{lock, Hub};
@@ -94,6 +95,9 @@ pub(crate) fn upstream_gone(
 pub enum Mode {
     Proxy,
     Redirect,
+    /// Plays only (on any node): the balancer picks the edge, and the player is sent there
+    /// or served here when that is this node.
+    Balance,
 }
 
 /// What the session should do with a play or publish.
@@ -322,6 +326,8 @@ pub struct Relays {
     pushes: Mutex<HashMap<String, Running>>,
     /// Streams with local players that no origin advertises yet: pulled once one does.
     waiting: Mutex<HashMap<String, WaitingPull>>,
+    /// Picks the edge of each player (`edge.play = "balance"`, and the route API).
+    balancer: Balancer,
     next_id: Mutex<u64>,
 }
 
@@ -365,6 +371,19 @@ pub struct ClientInfo<'a> {
     pub hops: u32,
 }
 
+impl ClientInfo<'_> {
+    /// The `zone` query argument (the stream's query, else the connect query), for the
+    /// balancer.
+    pub fn zone(&self) -> Option<String> {
+        let stream_query = self.name.split_once('?').map_or("", |(_, q)| q);
+        [stream_query, self.connect_query]
+            .iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("zone="))
+            .map(str::to_string)
+    }
+}
+
 impl Relays {
     /// The relays of a node; starts the task that starts waiting pulls (it ends when the
     /// last handle drops). Must be called inside a tokio runtime.
@@ -395,6 +414,7 @@ impl Relays {
             pulls: Mutex::new(HashMap::new()),
             pushes: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
+            balancer: Balancer::default(),
             next_id: Mutex::new(RELAY_CONN_BASE),
         });
         tokio::spawn(start_waiting_pulls(Arc::downgrade(&relays), view));
@@ -409,6 +429,21 @@ impl Relays {
 
     /// Decides how to serve a play, starting a pull when the stream lives elsewhere.
     pub fn route_play(self: &Arc<Self>, client: &ClientInfo<'_>) -> Route {
+        if self.play_mode == Mode::Balance && client.hops == 0 {
+            let view = self.ctx.cluster.view();
+            let zone = client.zone();
+            let choice = self.balancer.route(&view, client.key, zone.as_deref());
+            if choice.reason == Reason::Full {
+                return Route::Refuse(format!(
+                    "every edge is at its capacity; {} cannot be served now",
+                    client.key
+                ));
+            }
+            if choice.node_id != self.ctx.cluster.node_id() {
+                return redirect_to(&choice.rtmp_addr, client);
+            }
+            // The balancer picked this node: serve the player here.
+        }
         if self.ctx.hub.is_publishing(client.key) && !self.is_pulling(client.key) {
             // Published here (or forwarded through here): serve it.
             return Route::Local;
@@ -498,7 +533,8 @@ impl Relays {
         }
         match self.publish_mode {
             Mode::Redirect => self.redirect(client),
-            Mode::Proxy => Route::Local,
+            // `edge.publish` has no balance (the config refuses it): publishers are proxied.
+            Mode::Proxy | Mode::Balance => Route::Local,
         }
     }
 
@@ -601,14 +637,17 @@ impl Relays {
                 client.key, loc.rtmp_addr
             ));
         }
-        let query = if client.connect_query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", client.connect_query)
-        };
-        let tc_url = format!("rtmp://{}/{}{}", loc.rtmp_addr, client.app, query);
-        let url = format!("rtmp://{}/{}/{}", loc.rtmp_addr, client.app, client.name);
-        Route::Redirect { tc_url, url }
+        redirect_to(&loc.rtmp_addr, client)
+    }
+
+    /// The balancer (route API, `edge.play = "balance"`).
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// The cluster this node is in.
+    pub fn cluster(&self) -> &Cluster {
+        &self.ctx.cluster
     }
 
     /// Every running relay, for `/api/v1/streams`.
@@ -651,6 +690,18 @@ async fn start_waiting_pulls(
             None => return,
         }
     }
+}
+
+/// An RTMP 302 sending `client` to the same app and stream (queries kept) at `rtmp_addr`.
+fn redirect_to(rtmp_addr: &str, client: &ClientInfo<'_>) -> Route {
+    let query = if client.connect_query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", client.connect_query)
+    };
+    let tc_url = format!("rtmp://{}/{}{}", rtmp_addr, client.app, query);
+    let url = format!("rtmp://{}/{}/{}", rtmp_addr, client.app, client.name);
+    Route::Redirect { tc_url, url }
 }
 
 /// The app and stream (with query) a relay asks the upstream for.

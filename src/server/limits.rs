@@ -19,10 +19,11 @@ use crate::hub::lock;
 pub const MAX_APP: usize = 128;
 /// Longest stream name in play or publish, without its query.
 pub const MAX_STREAM_NAME: usize = 128;
-/// Longest query string (tokens) on the app, the tcUrl or the stream name.
-pub const MAX_QUERY: usize = 1024;
+/// Longest query string (tokens) on the app, the tcUrl or the stream name: room for an RS256
+/// JWT (600 to 900 bytes) with other arguments.
+pub const MAX_QUERY: usize = 2048;
 /// Longest tcUrl.
-pub const MAX_TC_URL: usize = 1024;
+pub const MAX_TC_URL: usize = 2048;
 /// flashVer, swfUrl and pageUrl are kept (for access decisions) cut to this.
 pub const MAX_INFO_FIELD: usize = 1024;
 

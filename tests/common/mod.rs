@@ -211,10 +211,27 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 /// Like [`http_get`], also returning the response headers (names lower-cased).
 pub async fn http_get_full(addr: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    http_request(addr, "GET", path, &[]).await
+}
+
+/// `method path` with extra request headers (e.g. `("Authorization", "Bearer ...")`), over a
+/// fresh connection: (status, headers with lower-cased names, body).
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         s.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await?;

@@ -1,4 +1,5 @@
-//! CPU time and memory of a server process, from /proc (Linux).
+//! CPU time and memory of a process, from /proc (Linux): the load tool measures servers with
+//! it, and a node its own usage (advertised for the balancer).
 
 use std::time::Duration;
 
