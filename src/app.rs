@@ -279,12 +279,13 @@ impl UsageMeter {
     }
 }
 
-/// Keeps the advert in step with the hub: every [`ADVERTISE_INTERVAL`], the load, and on an
-/// origin the set of streams being published here (`set_streams` only when it changed; an
-/// edge never advertises streams). Polling keeps the hub free of cluster hooks; the cost is
-/// one pass over the hub's streams per interval. The egress rate is the RTMP bytes written
-/// over the last [`EGRESS_WINDOW`] intervals, re-advertised once per window (each change is
-/// gossiped to every node, so it must not change every tick).
+/// Keeps the advert in step with the hub: every [`ADVERTISE_INTERVAL`], the load, and (only
+/// when it changed) on an origin the set of streams published here (its claims), on an edge
+/// the streams it carries (for the balancer; never claims). Polling keeps the hub free of
+/// cluster hooks; the cost is one pass over the hub's streams per interval. The egress rate is
+/// the RTMP bytes written over the last [`EGRESS_WINDOW`] intervals, and the CPU and memory
+/// use, are re-advertised once per window (each change is gossiped to every node, so it must
+/// not change every tick).
 async fn advertise(cluster: Cluster, hub: Hub, traffic: Arc<Traffic>, stop: CancellationToken) {
     let origin = cluster.role() == NodeRole::Origin;
     let mut advertised: Option<BTreeSet<String>> = None;

@@ -11,7 +11,8 @@
 //! 3. An edge that carries the stream, is under its capacity and within the bound: the least
 //!    utilized one ("carries": its players share the upstream it already has).
 //! 4. Else the owner of the stream on the ring of candidates within the bound and under their
-//!    capacity ("ring": a stream's players land together, so few edges pull it).
+//!    capacity, each with ring members in proportion to its capacity ("ring": a stream's
+//!    players land together, so few edges pull it, and big edges own more streams).
 //! 5. Else the least utilized candidate still under its capacity ("ring" too: the bound is a
 //!    preference, capacity is not); else "full".
 
@@ -29,6 +30,8 @@ pub const EPSILON: f64 = 0.1;
 pub const NOMINAL_PLAYERS: u64 = 10_000;
 /// Rings of eligible edges kept for reuse.
 const RING_CACHE: usize = 64;
+/// An edge's weight on the ring (its capacity over the smallest) is capped at this.
+const MAX_WEIGHT: f64 = 8.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,15 +194,35 @@ pub fn choose(
     {
         return Choice::of(best.edge, Reason::Carries);
     }
+    // The ring gives each edge a share of streams in proportion to its capacity: a member per
+    // multiple of the smallest capacity (at most MAX_WEIGHT), named `id` then `id\x01k`
+    // (node ids have no control characters, so no name can clash).
+    let smallest = candidates
+        .iter()
+        .map(|c| player_cap(c.edge))
+        .fold(f64::INFINITY, f64::min);
     let mut members: Vec<String> = candidates
         .iter()
         .filter(eligible)
-        .map(|c| c.edge.node_id.clone())
+        .flat_map(|c| {
+            let weight = (player_cap(c.edge) / smallest)
+                .round()
+                .clamp(1.0, MAX_WEIGHT) as usize;
+            let id = c.edge.node_id.clone();
+            (0..weight).map(move |k| {
+                if k == 0 {
+                    id.clone()
+                } else {
+                    format!("{id}\u{1}{k}")
+                }
+            })
+        })
         .collect();
     members.sort();
     if !members.is_empty() {
         let ring = rings.ring(members);
         if let Some(owner) = ring.owner(stream) {
+            let owner = owner.split('\u{1}').next().unwrap_or(owner);
             if let Some(c) = candidates.iter().find(|c| c.edge.node_id == owner) {
                 return Choice::of(c.edge, Reason::Ring);
             }
@@ -390,5 +413,45 @@ mod tests {
             &[],
         ));
         assert_eq!(in_zone(&edges, "eu"), "t2-0");
+    }
+
+    #[test]
+    fn a_ramp_over_capacities_1_1_2_lands_on_the_shares_with_streams_kept_together() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let caps = [("edge-0", 600u64), ("edge-1", 600), ("edge-2", 1200)];
+        let mut players: BTreeMap<&str, u64> = caps.iter().map(|(e, _)| (*e, 0)).collect();
+        let mut on: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        let mut rings = RingCache::default();
+        // 10 streams x 200 players arriving round robin, each seen by gossip before the next.
+        for i in 0..2000 {
+            let stream = format!("live/ramp-{}", i % 10);
+            let edges: Vec<EdgeView> = caps
+                .iter()
+                .map(|(id, cap)| {
+                    let carried: Vec<&str> = on
+                        .iter()
+                        .filter(|(_, edges)| edges.contains(id))
+                        .map(|(s, _)| s.as_str())
+                        .collect();
+                    edge(id, players[id], *cap, &carried)
+                })
+                .collect();
+            let choice = choose(&edges, |_| 0, &stream, None, &mut rings);
+            let (id, _) = caps
+                .iter()
+                .find(|(id, _)| *id == choice.node_id)
+                .expect("an edge");
+            *players.get_mut(id).expect("edge") += 1;
+            on.entry(stream).or_default().insert(id);
+        }
+        for (id, share) in [("edge-0", 500), ("edge-1", 500), ("edge-2", 1000)] {
+            assert!(players[id].abs_diff(share) <= share / 50, "{players:?}");
+        }
+        let spread: Vec<usize> = on.values().map(BTreeSet::len).collect();
+        assert!(spread.iter().all(|n| *n <= 2), "{spread:?}");
+        assert!(
+            spread.iter().filter(|n| **n == 1).count() >= 6,
+            "{spread:?}"
+        );
     }
 }

@@ -44,19 +44,21 @@ impl Balancer {
         let mut state = lock(&self.state);
         let (pending, rings) = &mut *state;
         let now = std::time::Instant::now();
-        pending.prune(now);
+        let advertised = |id: &str| {
+            view.edges()
+                .iter()
+                .find(|e| e.node_id == id)
+                .map(|e| e.load.players)
+        };
+        pending.prune(now, advertised);
         let choice = choose(view.edges(), |id| pending.count(id), stream, zone, rings);
         if choice.reason != Reason::Full {
-            pending.add(&choice.node_id, now);
+            pending.add(
+                &choice.node_id,
+                advertised(&choice.node_id).unwrap_or(0),
+                now,
+            );
         }
         choice
-    }
-
-    /// Picks without counting (an API caller that only asks).
-    pub fn peek(&self, view: &ClusterView, stream: &str, zone: Option<&str>) -> Choice {
-        let mut state = lock(&self.state);
-        let (pending, rings) = &mut *state;
-        pending.prune(std::time::Instant::now());
-        choose(view.edges(), |id| pending.count(id), stream, zone, rings)
     }
 }

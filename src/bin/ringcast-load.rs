@@ -99,6 +99,10 @@ struct Cli {
     /// Players follow RTMP 302 redirects (up to 3), as SRS edges do.
     #[arg(long)]
     follow_redirects: bool,
+    /// Players ask this node's route API (`http://HOST:PORT`, its `http.listen`) which edge to
+    /// play from before they connect, as players that cannot follow an RTMP 302 do.
+    #[arg(long)]
+    route_url: Option<String>,
     /// Runtime worker threads (default: the CPUs this process may run on).
     #[arg(long)]
     threads: Option<usize>,
@@ -166,6 +170,11 @@ fn main() -> ExitCode {
         },
         read_interval: Duration::from_millis(cli.read_interval_ms),
         follow_redirects: cli.follow_redirects,
+        route_api: cli.route_url.as_deref().map(|u| {
+            u.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string()
+        }),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {

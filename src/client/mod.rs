@@ -117,6 +117,9 @@ pub struct ClientOptions {
     /// A relay credential (see `access::relay_credential`), sent as `ringcastRelay` in connect
     /// so that the upstream treats this connection as a relay.
     pub relay_credential: Option<String>,
+    /// Arguments after the command object of `connect` (Flash's `NetConnection.connect(uri,
+    /// ...args)`; an FMS-style balancer may read the stream name there).
+    pub connect_args: Vec<Amf0Value>,
 }
 
 impl Default for ClientOptions {
@@ -129,6 +132,7 @@ impl Default for ClientOptions {
             limits: ReaderLimits::default(),
             keepalive: false,
             relay_credential: None,
+            connect_args: Vec::new(),
         }
     }
 }
@@ -228,7 +232,8 @@ impl RtmpClient {
                 ));
             }
         }
-        client.call_and_wait("connect", object, vec![]).await?;
+        let args = client.opts.connect_args.clone();
+        client.call_and_wait("connect", object, args).await?;
         Ok(client)
     }
 
@@ -444,14 +449,20 @@ impl RtmpClient {
         let mut chain = vec![url.to_string()];
         let mut current = url.clone();
         loop {
-            let mut client = RtmpClient::connect(&current, opts.clone()).await?;
-            let result = if publish {
-                client.publish().await
-            } else {
-                client.play().await
+            // An FMS-style redirect answers the connect itself; an SRS-style one, the play.
+            let result = match RtmpClient::connect(&current, opts.clone()).await {
+                Ok(mut client) => {
+                    let called = if publish {
+                        client.publish().await
+                    } else {
+                        client.play().await
+                    };
+                    called.map(|()| client)
+                }
+                Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return Ok((client, chain)),
+                Ok(client) => return Ok((client, chain)),
                 Err(ClientError::Redirect { url: next }) => {
                     if chain.contains(&next) {
                         chain.push(next);

@@ -42,6 +42,8 @@ pub struct LoadPlan {
     pub read_interval: Duration,
     /// Players follow RTMP 302 redirects.
     pub follow_redirects: bool,
+    /// `host:port` of a node whose route API players ask before connecting.
+    pub route_api: Option<String>,
 }
 
 impl LoadPlan {
@@ -106,12 +108,19 @@ pub async fn run(plan: LoadPlan) -> Report {
     for n in 0..total {
         // Round-robin over streams so every stream ramps up together.
         let url = plan.stream_url(n % plan.streams);
+        let target = match &plan.route_api {
+            Some(api) => player::Target::Route {
+                api: api.clone(),
+                url,
+            },
+            None => player::Target::Url(url),
+        };
         let opts = player::PlayerOptions {
             read_interval: plan.read_interval,
             measure_from_us,
             follow_redirects: plan.follow_redirects,
         };
-        players.spawn(player::run(url, end, opts));
+        players.spawn(player::run(target, end, opts));
         if !gap.is_zero() {
             tokio::time::sleep_until(players_start + gap * (n as u32 + 1)).await;
         }

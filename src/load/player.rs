@@ -28,6 +28,8 @@ pub struct PlayerStats {
     pub error: Option<String>,
     /// How long the player was receiving (for its bitrate).
     pub active: Duration,
+    /// `host:port` of the server it ended up playing from (after a route lookup or redirects).
+    pub server: Option<String>,
 }
 
 impl PlayerStats {
@@ -56,11 +58,30 @@ pub struct PlayerOptions {
     pub follow_redirects: bool,
 }
 
-/// Plays `url` until `until`.
-pub async fn run(url: RtmpUrl, until: Instant, opts: PlayerOptions) -> PlayerStats {
+/// Where a player connects: the URL itself, or the one a balancer's route API names.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Url(RtmpUrl),
+    /// Ask `GET http://{api}/api/v1/cluster/route?stream=APP/STREAM` first, then play the
+    /// `url` it answers (with the query of `url`).
+    Route {
+        api: String,
+        url: RtmpUrl,
+    },
+}
+
+/// Plays `target` until `until`.
+pub async fn run(target: Target, until: Instant, opts: PlayerOptions) -> PlayerStats {
     let mut stats = PlayerStats::default();
     let started = Instant::now();
-    let result = tokio::time::timeout_at(until, play(&url, started, opts, &mut stats)).await;
+    let result = tokio::time::timeout_at(until, async {
+        let url = match target {
+            Target::Url(url) => url,
+            Target::Route { api, url } => route(&api, &url).await?,
+        };
+        play(&url, started, opts, &mut stats).await
+    })
+    .await;
     stats.active = started.elapsed();
     match result {
         Ok(Err(e)) => stats.error = Some(e.to_string()),
@@ -88,6 +109,7 @@ async fn play(
         c
     };
     stats.connected = true;
+    stats.server = Some(c.url.authority());
     let mut next_read = Instant::now();
     loop {
         let ev = match c.try_next()? {
@@ -128,4 +150,42 @@ async fn play(
             stats.stamped_frames += 1;
         }
     }
+}
+
+/// Asks the route API at `api` (`host:port`) where a player of `url`'s stream should go: that
+/// node's URL, with `url`'s query.
+async fn route(api: &str, url: &RtmpUrl) -> Result<RtmpUrl, crate::client::ClientError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = format!("{}/{}", url.app, url.stream);
+    let fail = |why: String| crate::client::ClientError::Refused {
+        call: "route",
+        code: "route".into(),
+        description: why,
+        info: crate::rtmp::amf0::Amf0Value::Null,
+    };
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(api).await?;
+        let request = format!(
+            "GET /api/v1/cluster/route?stream={stream} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| crate::client::ClientError::Timeout("route"))??;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let answer: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| fail(format!("route answer: {e}: {body}")))?;
+    let Some(target) = answer["url"].as_str() else {
+        return Err(fail(format!("no edge: {}", answer["reason"])));
+    };
+    let with_query = match url.stream_with_query().split_once('?') {
+        Some((_, query)) => format!("{target}?{query}"),
+        None => target.to_string(),
+    };
+    Ok(RtmpUrl::parse(&with_query)?)
 }

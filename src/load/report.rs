@@ -67,6 +67,9 @@ pub struct Report {
     /// CPU the load tool itself used over the window (cores); near 1.0 per worker thread
     /// means the tool, not the server, may be the limit.
     pub load_tool_cores: f64,
+    /// Connected players by the server (`host:port`) they played from: after a route lookup
+    /// or redirects, how a balancer spread them.
+    pub players_by_server: std::collections::BTreeMap<String, usize>,
 }
 
 pub struct Criteria {
@@ -111,6 +114,13 @@ impl Report {
             players_with_errors: players.iter().filter(|p| p.error.is_some()).count(),
             error_samples: errors.into_iter().take(5).collect(),
             players_behind: behind,
+            players_by_server: players.iter().filter_map(|p| p.server.clone()).fold(
+                std::collections::BTreeMap::new(),
+                |mut by, server| {
+                    *by.entry(server).or_insert(0) += 1;
+                    by
+                },
+            ),
             egress_gbps: total_bytes as f64 * 8.0 / secs / 1e9,
             player_kbps: Percentiles::of(
                 players
@@ -164,6 +174,14 @@ impl Report {
             "players           {} connected of {}, {} with errors, {} behind",
             self.players_connected, self.players, self.players_with_errors, self.players_behind
         );
+        if self.players_by_server.len() > 1 {
+            let by: Vec<String> = self
+                .players_by_server
+                .iter()
+                .map(|(server, n)| format!("{server} {n}"))
+                .collect();
+            let _ = writeln!(s, "players by server {}", by.join(", "));
+        }
         let _ = writeln!(s, "egress            {:.3} Gb/s", self.egress_gbps);
         let _ = writeln!(s, "player kb/s       {}", pct(&self.player_kbps));
         let _ = writeln!(s, "player video fps  {}", pct(&self.player_fps));

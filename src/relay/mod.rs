@@ -429,20 +429,8 @@ impl Relays {
 
     /// Decides how to serve a play, starting a pull when the stream lives elsewhere.
     pub fn route_play(self: &Arc<Self>, client: &ClientInfo<'_>) -> Route {
-        if self.play_mode == Mode::Balance && client.hops == 0 {
-            let view = self.ctx.cluster.view();
-            let zone = client.zone();
-            let choice = self.balancer.route(&view, client.key, zone.as_deref());
-            if choice.reason == Reason::Full {
-                return Route::Refuse(format!(
-                    "every edge is at its capacity; {} cannot be served now",
-                    client.key
-                ));
-            }
-            if choice.node_id != self.ctx.cluster.node_id() {
-                return redirect_to(&choice.rtmp_addr, client);
-            }
-            // The balancer picked this node: serve the player here.
+        if let Some(route) = self.balance(client) {
+            return route;
         }
         if self.ctx.hub.is_publishing(client.key) && !self.is_pulling(client.key) {
             // Published here (or forwarded through here): serve it.
@@ -471,6 +459,25 @@ impl Relays {
             Ok(()) => Route::Local,
             Err(why) => Route::Refuse(why),
         }
+    }
+
+    /// With `edge.play = "balance"`: where the balancer sends a player of `client`'s stream, or
+    /// `None` when it is this node (serve it) or the node does not balance.
+    pub fn balance(&self, client: &ClientInfo<'_>) -> Option<Route> {
+        if self.play_mode != Mode::Balance || client.hops > 0 {
+            return None;
+        }
+        let view = self.ctx.cluster.view();
+        let zone = client.zone();
+        let choice = self.balancer.route(&view, client.key, zone.as_deref());
+        if choice.reason == Reason::Full {
+            return Some(Route::Refuse(format!(
+                "every edge is at its capacity; {} cannot be served now",
+                client.key
+            )));
+        }
+        (choice.node_id != self.ctx.cluster.node_id())
+            .then(|| redirect_to(&choice.rtmp_addr, client))
     }
 
     /// Parks a pull of `client`'s stream until an origin advertises it (see

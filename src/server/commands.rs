@@ -265,11 +265,67 @@ impl Session {
                 ]),
             ),
         ]);
+        if self.balance_at_connect(&cmd) {
+            return Ok(());
+        }
         self.send_command(
             0,
             &Command::new("_result", cmd.transaction, props, vec![result]),
         );
         Ok(())
+    }
+
+    /// FMS-style balancing at connect: when the stream is already named (a `stream` argument
+    /// in the connect query, or a string first argument after the command object) and the
+    /// balancer sends its player elsewhere, the connect's `_error` carries the RTMP 302 (`ex:
+    /// {code: 302, redirect: tcUrl, redirect2: stream URL}`). True when it did.
+    fn balance_at_connect(&mut self, cmd: &Command) -> bool {
+        let Some(conn) = self.connect.as_ref() else {
+            return false;
+        };
+        let named = super::decide::parse_query(&conn.query)
+            .into_iter()
+            .find(|(k, _)| k == "stream")
+            .map(|(_, v)| v)
+            .or_else(|| cmd.arg_str(0).map(str::to_string));
+        let Some(name) = named.filter(|n| !n.is_empty()) else {
+            return false;
+        };
+        let key = super::session::stream_key(&conn.app, &name);
+        if super::limits::check_stream(&name, &key).is_err() {
+            return false;
+        }
+        let Some(relays) = self.ctx.relays.get() else {
+            return false;
+        };
+        let client = ClientInfo {
+            key: &key,
+            app: &conn.app,
+            name: &name,
+            connect_query: &conn.query,
+            hops: conn.hops,
+        };
+        let Some(Route::Redirect { tc_url, url }) = relays.balance(&client) else {
+            return false;
+        };
+        info!(to = %Clip(&url), "connect balanced to another edge");
+        let ex = Amf0Value::object([
+            ("code", 302.0.into()),
+            ("redirect", tc_url.as_str().into()),
+            ("redirect2", url.as_str().into()),
+        ]);
+        let info = Amf0Value::object([
+            ("level", "error".into()),
+            ("code", "NetConnection.Connect.Rejected".into()),
+            ("description", format!("RTMP 302 redirect to {url}").into()),
+            ("ex", ex),
+        ]);
+        self.send_command(
+            0,
+            &Command::new("_error", cmd.transaction, Amf0Value::Null, vec![info]),
+        );
+        self.close_at = Some(tokio::time::Instant::now() + REDIRECT_GRACE);
+        true
     }
 
     /// Answers a call with `_result`.
