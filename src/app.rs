@@ -320,8 +320,28 @@ async fn advertise(cluster: Cluster, hub: Hub, traffic: Arc<Traffic>, stop: Canc
     }
 }
 
-/// Runs the node until `shutdown` is cancelled.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+/// How a node is asked to stop: `drain` (the first SIGTERM, or `POST /api/v1/drain`) takes it
+/// out of service but keeps serving what it holds; `stop` (a second signal) ends it now.
+#[derive(Clone, Default)]
+pub struct Signals {
+    pub drain: CancellationToken,
+    pub stop: CancellationToken,
+}
+
+/// How often a draining node looks whether it still holds anything.
+const DRAIN_CHECK: Duration = Duration::from_millis(250);
+
+/// Whether the node still serves anything a drain must wait for: a publisher (a client, or an
+/// edge's forwarded publish), or a player that is not another node's relay.
+fn holds_something(ctx: &crate::server::ServerContext) -> bool {
+    ctx.clients
+        .list()
+        .iter()
+        .any(|c| c.role == "publish" || (c.role == "play" && !c.relay))
+}
+
+/// Runs the node until `signals` say stop (see [`Signals`]).
+pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
     let hub = Hub::new(hub_config(&cfg));
     // RTMP stops on its own token: on shutdown the node drains first, then stops RTMP.
     let rtmp_stop = CancellationToken::new();
@@ -383,6 +403,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         clients: server.context().clients.clone(),
         access: server.context().access.clone(),
         hooks: access.hooks.clone(),
+        node_key: OnceLock::new(),
+        drain: signals.drain.clone(),
     });
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(crate::http::serve(
@@ -429,6 +451,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             cfg.cluster.max_pulls,
             relay_key.clone(),
         );
+        let _ = http_state.node_key.set(relay_key.clone());
         let _ = server.context().relay_key.set(relay_key);
         let _ = server.context().relays.set(relays.clone());
         let _ = http_state.relays.set(relays.clone());
@@ -449,16 +472,41 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         cluster.set_ready(true);
     }
 
-    let mut rtmp = tokio::spawn(server.run(SHUTDOWN_GRACE));
+    let context = server.context();
+    let stop_accepting = CancellationToken::new();
+    let mut rtmp = tokio::spawn(server.run(stop_accepting.clone(), SHUTDOWN_GRACE));
     tokio::select! {
-        _ = shutdown.cancelled() => {}
+        _ = signals.drain.cancelled() => {}
+        _ = signals.stop.cancelled() => {}
         ended = &mut rtmp => error!(?ended, "RTMP server ended unexpectedly; shutting down"),
     }
 
+    // Drain: out of service at once (not ready, out of the ring for new streams, no new
+    // connections), but what the node holds is served until it ends, the drain timeout, or a
+    // second signal.
     health.set_draining();
     if let Some(cluster) = &cluster {
         cluster.set_draining(true);
     }
+    stop_accepting.cancel();
+    let drain_timeout = Duration::from_secs(cfg.node.drain_timeout_s);
+    let drained = async {
+        while holds_something(&context) {
+            tokio::time::sleep(DRAIN_CHECK).await;
+        }
+    };
+    if !signals.stop.is_cancelled() && !rtmp.is_finished() {
+        info!(
+            timeout_s = cfg.node.drain_timeout_s,
+            "draining: serving what this node holds until it ends"
+        );
+        tokio::select! {
+            _ = drained => info!("drained: nothing left to serve"),
+            _ = tokio::time::sleep(drain_timeout) => warn!("drain timeout; closing what is left"),
+            _ = signals.stop.cancelled() => info!("stopping before the drain ended"),
+        }
+    }
+
     if let Some(relays) = &relays {
         relays.stop_all();
     }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod http_client;
 pub mod hub;
 pub mod load;
 pub mod media;

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -96,9 +95,9 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(wait_for_signal(shutdown.clone()));
-        match ringcast::app::run(cfg, shutdown).await {
+        let signals = ringcast::app::Signals::default();
+        tokio::spawn(wait_for_signal(signals.clone()));
+        match ringcast::app::run(cfg, signals).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if e.is_config_error() => {
                 error!(error = %e, "ringcast failed");
@@ -192,28 +191,42 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn wait_for_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// The first SIGINT or SIGTERM cancels `drain` (the node keeps serving what it holds, see
+/// `app::run`); the next one cancels `stop` (sessions are closed now).
+async fn wait_for_signal(signals: ringcast::app::Signals) {
+    for token in [&signals.drain, &signals.stop] {
+        let name = next_signal().await;
+        if token == &signals.drain {
+            info!("{name}: draining (a second signal stops at once)");
+        } else {
+            info!("{name}: shutting down");
+        }
+        token.cancel();
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; its name.
+async fn next_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => info!("SIGINT: shutting down"),
-                    _ = term.recv() => info!("SIGTERM: shutting down"),
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-                info!("SIGINT: shutting down");
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
-    shutdown.cancel();
 }

@@ -242,7 +242,7 @@ async fn signed_urls_let_ffmpeg_publish_only_with_a_valid_token() {
 async fn jwt_with_a_jwks_file_gates_players() {
     use jsonwebtoken::jwk::Jwk;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    ringcast::access::http_client::install_crypto_provider();
+    ringcast::http_client::install_crypto_provider();
     ringcast::access::jwt::install_crypto_provider();
     let pem = include_str!("../src/access/testdata/rsa1.key.pem");
     let key = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("rsa key");

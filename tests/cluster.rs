@@ -291,10 +291,19 @@ async fn http_health_readiness_streams_metrics_and_standalone_answers() {
     })
     .await;
     let (_, streams) = solo.get_json("/api/v1/cluster/streams").await;
+    let entry = &streams["streams"][0];
     assert_eq!(
-        streams["streams"],
-        serde_json::json!([{"stream": "live/http", "node_id": "solo", "rtmp": solo.rtmp}])
+        streams["streams"].as_array().map(Vec::len),
+        Some(1),
+        "{streams}"
     );
+    assert_eq!(entry["stream"], "live/http");
+    assert_eq!(entry["node_id"], "solo", "its origin");
+    assert_eq!(entry["rtmp"], solo.rtmp.as_str());
+    assert_eq!(entry["entry"], "solo", "published straight to the origin");
+    assert_eq!(entry["players_total"], 0);
+    assert!(entry["bitrate_bps"].as_u64().unwrap_or(0) > 0, "{entry}");
+    assert_eq!(streams["unreachable"], serde_json::json!([]));
     let seen = nodes_seen_by(&solo).await.expect("nodes");
     let me = &seen["solo"];
     assert_eq!(

@@ -213,7 +213,7 @@ async fn second_publisher_is_refused_and_the_first_keeps_going() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_tells_clients_and_exits_promptly() {
+async fn a_first_sigterm_drains_and_a_second_tells_clients_and_exits_promptly() {
     let mut node = Node::start(&[]).await;
     let url = node.url("live/bye");
     let mut publisher = client(&url).await;
@@ -225,11 +225,27 @@ async fn sigterm_tells_clients_and_exits_promptly() {
     let mut c = player(&url).await;
     assert!(next_media(&mut c, 5 * SEC).await.is_some());
 
+    // The first SIGTERM drains: the node leaves service but keeps serving its clients.
+    let mark = node.log_mark();
+    node.signal("TERM");
+    node.wait_log_since(mark, "SIGTERM: draining", 5 * SEC)
+        .await;
+    let (status, _) = node.get("/readyz").await;
+    assert_eq!(status, 503);
+    publisher
+        .send_media(9, 40, &[0x27, 1, 0, 0, 0, 0x66])
+        .await
+        .expect("still publishing");
+    assert!(next_media(&mut c, 5 * SEC).await.is_some(), "still playing");
+    // The second stops it: clients are told, the node exits promptly.
     let started = Instant::now();
     node.signal("TERM");
     assert!(wait_status(&mut c, "NetStream.Play.Stop", 5 * SEC).await);
     assert!(wait_status(&mut publisher, "NetStream.Unpublish.Success", 5 * SEC).await);
-    let status = node.wait_exit(10 * SEC).await.expect("exits after SIGTERM");
+    let status = node
+        .wait_exit(10 * SEC)
+        .await
+        .expect("exits after the second SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < 7 * SEC, "took {:?}", started.elapsed());
     assert!(node.log_contains("SIGTERM: shutting down"));

@@ -38,8 +38,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::http_client;
 use super::{Action, Checker, Notice, Outcome, Request};
+use crate::http_client;
 use crate::hub::lock;
 
 /// Notifications waiting to be sent; more are dropped (and counted).

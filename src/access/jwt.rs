@@ -45,8 +45,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::http_client;
 use super::{Action, Checker, Outcome, Request};
+use crate::http_client;
 
 /// Longest token read from the query.
 pub const MAX_TOKEN: usize = 8 * 1024;

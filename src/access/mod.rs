@@ -10,7 +10,6 @@
 
 pub mod cidr;
 pub mod hooks;
-pub mod http_client;
 pub mod jwt;
 pub mod relay_credential;
 pub mod rules;

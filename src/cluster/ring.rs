@@ -176,6 +176,45 @@ impl Ring {
         &self.members
     }
 
+    /// Each member's share of the hash space (what part of all streams it owns), by member;
+    /// the shares add up to 1. Computed from the points (O(members x [`VNODES`])), for
+    /// operators (the dashboard), not for lookups.
+    pub fn shares(&self) -> Vec<(String, f64)> {
+        let mut points: Vec<(u64, usize)> =
+            Vec::with_capacity(self.members.len() * VNODES as usize);
+        for (index, id) in self.members.iter().enumerate() {
+            let id: Arc<str> = Arc::from(id.as_str());
+            for vnode in 0..VNODES {
+                let point = VNode {
+                    id: id.clone(),
+                    member: index as u32,
+                    vnode,
+                };
+                points.push((RingHasher.hash_one(&point), index));
+            }
+        }
+        points.sort_unstable();
+        let mut owned = vec![0u128; self.members.len()];
+        let mut previous = points.last().map_or(0, |(h, _)| *h);
+        for (i, (hash, member)) in points.iter().enumerate() {
+            // A key maps to the first point at or after it: the arc up to a point is its
+            // member's, and the first point also owns the wrap-around past the last.
+            let arc = if i == 0 {
+                (u64::MAX - previous) as u128 + *hash as u128 + 1
+            } else {
+                (*hash - previous) as u128
+            };
+            owned[*member] += arc;
+            previous = *hash;
+        }
+        let total = (u64::MAX as u128 + 1) as f64;
+        self.members
+            .iter()
+            .cloned()
+            .zip(owned.into_iter().map(|o| o as f64 / total))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
@@ -494,5 +533,26 @@ mod tests {
                 assert_eq!(owner(&ring), owner(&base), "round {round} {key}");
             }
         }
+    }
+
+    #[test]
+    fn shares_add_up_and_follow_the_owners() {
+        let ring = Ring::new(["origin-0", "origin-1", "origin-2"]);
+        let shares = ring.shares();
+        let total: f64 = shares.iter().map(|(_, s)| s).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{shares:?}");
+        // Against 30,000 keys: each member's share of owners is its share of the space.
+        let mut counts = std::collections::BTreeMap::new();
+        for i in 0..30_000 {
+            let key = format!("live/s{i}");
+            *counts
+                .entry(ring.owner(&key).unwrap_or("").to_string())
+                .or_insert(0u32) += 1;
+        }
+        for (member, share) in shares {
+            let seen = f64::from(counts[&member]) / 30_000.0;
+            assert!((seen - share).abs() < 0.02, "{member}: {seen} vs {share}");
+        }
+        assert!(Ring::default().shares().is_empty());
     }
 }

@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub role: Role,
     /// A label (region, rack) the balancer may prefer for players that name it; "" = none.
     pub zone: String,
+    /// How long a draining node (after SIGTERM or `POST /api/v1/drain`) keeps serving what it
+    /// holds, in seconds; it exits sooner once it holds nothing.
+    pub drain_timeout_s: u64,
 }
 
 /// `[rtmp]`
@@ -350,6 +353,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("node.id", STR),
     ("node.role", Kind::Choice(&["origin", "edge"])),
     ("node.zone", STR),
+    ("node.drain_timeout_s", int(0, 7 * 86_400)),
     ("rtmp.listen", Kind::Listen),
     ("rtmp.advertise", Kind::OptionalAdvertise),
     ("rtmp.chunk_size", int(128, 65_536)),

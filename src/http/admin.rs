@@ -15,6 +15,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::{error, HttpState};
+use crate::access::relay_credential::{self, RelayKey};
 
 /// Equality whose time depends only on the lengths, not on where the bytes differ (a token's
 /// length is no secret worth keeping).
@@ -22,10 +23,32 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-/// The 401 answer when an admin token is set and the request does not carry it as
-/// `Authorization: Bearer TOKEN`; `None` when it may go on.
-pub(super) fn refusal(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
-    if state.admin_token.is_empty() {
+/// Header another node of the cluster proves itself with (see [`node_credential`]).
+pub const NODE_HEADER: &str = "x-ringcast-node";
+
+/// What a node sends in [`NODE_HEADER`] to ask `scope` (`"GET /api/v1/streams"`) of another:
+/// a relay credential (same key, same format) naming the scope instead of a stream.
+pub fn node_credential(key: &RelayKey, node_id: &str, scope: &str) -> String {
+    key.issue(node_id, scope, relay_credential::now_unix())
+}
+
+/// Whether `headers` carry a valid credential of another node of this cluster for `scope`.
+fn from_a_node(state: &HttpState, headers: &HeaderMap, scope: &str) -> bool {
+    let (Some(key), Some(credential)) = (
+        state.node_key.get(),
+        headers.get(NODE_HEADER).and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    key.verify(credential, relay_credential::now_unix())
+        .is_ok_and(|node| node.stream == scope)
+}
+
+/// The 401 answer when an admin token is set and the request carries neither it (as
+/// `Authorization: Bearer TOKEN`) nor another node's credential for `scope`
+/// (`"METHOD /path"`); `None` when it may go on.
+pub(super) fn refusal(state: &HttpState, headers: &HeaderMap, scope: &str) -> Option<Response> {
+    if state.admin_token.is_empty() || from_a_node(state, headers, scope) {
         return None;
     }
     let given = headers
@@ -49,7 +72,7 @@ pub(super) fn refusal(state: &HttpState, headers: &HeaderMap) -> Option<Response
 }
 
 pub(super) async fn clients(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers, "GET /api/v1/clients") {
         return refused;
     }
     Json(json!({
@@ -64,7 +87,7 @@ pub(super) async fn kick_client(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers, &format!("DELETE /api/v1/clients/{id}")) {
         return refused;
     }
     let Ok(id) = id.parse::<u64>() else {
@@ -85,7 +108,8 @@ pub(super) async fn kick_stream(
     headers: HeaderMap,
     Path((app, stream)): Path<(String, String)>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    let scope = format!("DELETE /api/v1/streams/{app}/{stream}");
+    if let Some(refused) = refusal(&state, &headers, &scope) {
         return refused;
     }
     let key = format!("{app}/{stream}");
@@ -101,6 +125,17 @@ pub(super) async fn kick_stream(
             format!("no publisher of {key} on this node"),
         ),
     }
+}
+
+/// `POST /api/v1/drain`: as a first SIGTERM (see `app::Signals`): the node leaves service
+/// but serves what it holds.
+pub(super) async fn drain(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers, "POST /api/v1/drain") {
+        return refused;
+    }
+    tracing::info!("drain asked through the API");
+    state.drain.cancel();
+    Json(json!({ "node_id": state.node_id, "draining": true })).into_response()
 }
 
 #[cfg(test)]

@@ -339,6 +339,8 @@ mod tests {
             clients: Arc::default(),
             access: Arc::new(crate::access::rules::Access::open()),
             hooks: None,
+            node_key: Default::default(),
+            drain: Default::default(),
         };
         state.traffic.wrote(4096);
         let text = render(&state);

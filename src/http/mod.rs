@@ -29,6 +29,7 @@
 //! script tell "not clustered" from "cluster empty" (which is a 200 with a list).
 
 mod admin;
+mod cluster_api;
 mod metrics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,9 +40,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -113,6 +114,11 @@ pub struct HttpState {
     pub access: Arc<crate::access::rules::Access>,
     /// The HTTP hooks, when configured (latency and notification figures).
     pub hooks: Option<Arc<crate::access::hooks::HookChecker>>,
+    /// Proves this node to the others (cluster API requests) and checks their proofs; set
+    /// with the cluster.
+    pub node_key: OnceLock<crate::access::relay_credential::RelayKey>,
+    /// Cancelled by `POST /api/v1/drain` (as by a first SIGTERM).
+    pub drain: CancellationToken,
 }
 
 /// Why a cluster path has no cluster to read.
@@ -150,8 +156,14 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/streams/{app}/{stream}", delete(admin::kick_stream))
         .route("/api/v1/clients", get(admin::clients))
         .route("/api/v1/clients/{id}", delete(admin::kick_client))
+        .route("/api/v1/drain", post(admin::drain))
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
-        .route("/api/v1/cluster/streams", get(cluster_streams))
+        .route("/api/v1/cluster/streams", get(cluster_api::streams))
+        .route(
+            "/api/v1/cluster/streams/{app}/{stream}",
+            delete(cluster_api::kick_stream),
+        )
+        .route("/api/v1/cluster/clients", get(cluster_api::clients))
         .route("/api/v1/cluster/locate", get(locate))
         .route("/api/v1/cluster/route", get(route))
         .route("/metrics", get(metrics))
@@ -216,7 +228,7 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 async fn streams(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = admin::refusal(&state, &headers) {
+    if let Some(refused) = admin::refusal(&state, &headers, "GET /api/v1/streams") {
         return refused;
     }
     let relays = state.relays.get().map(|r| r.statuses()).unwrap_or_default();
@@ -233,46 +245,18 @@ async fn cluster_nodes(State(state): State<Arc<HttpState>>) -> Response {
         Ok(cluster) => cluster,
         Err(no_cluster) => return no_cluster.into_response(),
     };
-    Json(json!({
-        "node_id": state.node_id,
-        "nodes": cluster.nodes(),
-    }))
-    .into_response()
-}
-
-#[derive(Serialize)]
-struct ClusterStream {
-    stream: String,
-    node_id: String,
-    rtmp: String,
-}
-
-async fn cluster_streams(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = admin::refusal(&state, &headers) {
-        return refused;
-    }
-    let cluster = match state.cluster() {
-        Ok(cluster) => cluster,
-        Err(no_cluster) => return no_cluster.into_response(),
-    };
-    // One view for both tables, so a stream's node is always in the node list it came with.
     let view = cluster.view();
-    let streams: Vec<ClusterStream> = view
-        .locator()
-        .streams()
+    // What part of the hash space (of all stream names) each origin of the ring owns.
+    let shares: serde_json::Map<String, serde_json::Value> = view
+        .ring()
+        .shares()
         .into_iter()
-        .map(|(stream, node_id)| ClusterStream {
-            rtmp: view
-                .node(&node_id)
-                .map(|node| node.rtmp_addr.clone())
-                .unwrap_or_default(),
-            stream,
-            node_id,
-        })
+        .map(|(id, share)| (id, json!(share)))
         .collect();
     Json(json!({
         "node_id": state.node_id,
-        "streams": streams,
+        "nodes": view.nodes(),
+        "ring_shares": shares,
     }))
     .into_response()
 }

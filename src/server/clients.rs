@@ -159,12 +159,13 @@ impl Clients {
         }
     }
 
-    /// Asks the connection publishing `stream` to close; its id, if there was one.
+    /// Asks the connection publishing `stream` to close; its id, if there was one. A relay of
+    /// another node (forwarding a publisher that entered there) is not the publisher.
     pub fn kick_publisher(&self, stream: &str) -> Option<u64> {
         let id = self
             .of_stream(stream)
             .into_iter()
-            .find(|c| c.role == "publish")?
+            .find(|c| c.role == "publish" && !c.relay)?
             .id;
         self.kick(id).then_some(id)
     }

@@ -166,12 +166,15 @@ impl RtmpServer {
         self.listener.local_addr()
     }
 
-    /// Accepts until shutdown, then waits up to `grace` for sessions to finish.
-    pub async fn run(self, grace: Duration) {
+    /// Accepts until `stop_accepting` (a drain: the listener closes, sessions go on) or
+    /// shutdown is cancelled; then, once shutdown is cancelled (sessions are told and close),
+    /// waits up to `grace` for them to finish.
+    pub async fn run(self, stop_accepting: CancellationToken, grace: Duration) {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         loop {
             let accepted = tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => break,
+                _ = stop_accepting.cancelled() => break,
                 r = self.listener.accept() => r,
             };
             let (socket, peer) = match accepted {
@@ -201,7 +204,11 @@ impl RtmpServer {
                 drop(permit);
             });
         }
-        info!("stopped accepting; closing sessions");
+        // Close the listener first, so that nothing new queues behind it.
+        drop(self.listener);
+        info!(sessions = self.tracker.len(), "stopped accepting");
+        self.ctx.shutdown.cancelled().await;
+        info!(sessions = self.tracker.len(), "closing sessions");
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await

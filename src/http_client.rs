@@ -1,4 +1,5 @@
-//! The outbound HTTP client of the access checkers: HTTP hooks and JWKS fetches.
+//! The outbound HTTP client: access checkers' HTTP hooks and JWKS fetches, and the cluster API
+//! asking the other nodes.
 //!
 //! Owns: the one place that builds a `reqwest::Client` for them, and the process-wide rustls
 //! crypto provider (ring) that such a client needs. Must never: follow a redirect (a hook's
@@ -28,7 +29,7 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// A client for hooks and JWKS: no redirects, no proxies, HTTP/1.1, bounded connect time,
+/// A client for hooks, JWKS and other nodes: no redirects, no proxies, HTTP/1.1, bounded connect time,
 /// a `ringcast/VERSION` user agent. Requests set their own timeouts.
 pub fn client() -> Result<reqwest::Client, String> {
     install_crypto_provider();
