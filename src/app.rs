@@ -332,12 +332,19 @@ pub struct Signals {
 const DRAIN_CHECK: Duration = Duration::from_millis(250);
 
 /// Whether the node still serves anything a drain must wait for: a publisher (a client, or an
-/// edge's forwarded publish), or a player that is not another node's relay.
+/// edge's forwarded publish), or a player (a client or another node's relay) of a stream that
+/// is live here. Players of a stream whose publisher left (or moved to another origin) have
+/// nothing left to wait for on a node going away: they are closed with the rest and reconnect
+/// elsewhere.
 fn holds_something(ctx: &crate::server::ServerContext) -> bool {
     ctx.clients
         .list()
         .iter()
-        .any(|c| c.role == "publish" || (c.role == "play" && !c.relay))
+        .any(|c| match (c.role, &c.stream) {
+            ("publish", _) => true,
+            ("play", Some(key)) => ctx.hub.is_publishing(key),
+            _ => false,
+        })
 }
 
 /// Runs the node until `signals` say stop (see [`Signals`]).

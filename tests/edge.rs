@@ -87,16 +87,6 @@ async fn largest_gaps_after(
     gaps
 }
 
-/// This node's relay of `key` in `direction` ("pull"/"push"), if running.
-async fn relay_entry(node: &Node, key: &str, direction: &str) -> Option<Value> {
-    let (_, body) = node.get_json("/api/v1/streams").await;
-    body["relays"]
-        .as_array()?
-        .iter()
-        .find(|r| r["stream"] == key && r["direction"] == direction)
-        .cloned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_one_edge_play_from_the_other_through_the_located_origin() {
     let fleet = converged(&test_secret("edge-e2e"), &[]).await;

@@ -123,6 +123,12 @@ impl Locator {
                 source: Source::Gossip,
             });
         }
+        self.ring_owner(stream)
+    }
+
+    /// Where `stream` would go if nobody held it: the ring owner with bounded loads. For a
+    /// stream held by a draining origin, the origin it moves to.
+    pub fn ring_owner(&self, stream: &str) -> Option<Location> {
         // The first origin clockwise under the bound; the plain owner if every one is over.
         let owner = self
             .under_bound

@@ -6,7 +6,7 @@
 //! proving itself with a credential derived from the cluster secret) and putting the answers
 //! together with gossip. Must never: wait for a node past [`ASK_DEADLINE`] (a dead or frozen
 //! node is listed in `unreachable`, the answer comes anyway), or ask a node gossip says is
-//! dead.
+//! dead (it is listed in `unreachable` without being asked).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,15 +40,21 @@ async fn ask_others(
         return (Vec::new(), Vec::new());
     };
     let own = cluster.node_id().to_string();
-    let peers: Vec<(String, String)> = cluster
+    // Nodes gossip already calls dead are not asked (nothing would answer), but listed: what
+    // they held is missing from the answer. Nodes that left for good are not.
+    let (peers, dead): (Vec<_>, Vec<_>) = cluster
         .nodes()
         .into_iter()
-        .filter(|n| n.live && !n.leaving && n.id != own)
-        .map(|n| (n.id, n.http_addr))
-        .collect();
+        .filter(|n| !n.leaving && n.id != own)
+        .partition(|n| n.live);
+    let dead: Vec<String> = dead.into_iter().map(|n| n.id).collect();
+    let peers: Vec<(String, String)> = peers.into_iter().map(|n| (n.id, n.http_addr)).collect();
     let client = match crate::http_client::client() {
         Ok(client) => client,
-        Err(_) => return (Vec::new(), peers.into_iter().map(|(id, _)| id).collect()),
+        Err(_) => {
+            let all = peers.into_iter().map(|(id, _)| id).chain(dead).collect();
+            return (Vec::new(), all);
+        }
     };
     let scope = format!("{method} {path}");
     let credential = state
@@ -88,13 +94,14 @@ async fn ask_others(
         }
     });
     let mut answered = Vec::new();
-    let mut unreachable = Vec::new();
+    let mut unreachable = dead;
     for (id, body) in futures_join_all(asks).await {
         match body {
             Some(body) => answered.push((id, body)),
             None => unreachable.push(id),
         }
     }
+    unreachable.sort();
     (answered, unreachable)
 }
 
@@ -126,7 +133,8 @@ fn own_streams(state: &HttpState) -> Value {
 
 /// `GET /api/v1/cluster/streams`: every stream of the cluster (claimed by an origin, or with a
 /// publisher on some node): `{"stream", "node_id" (its origin), "rtmp", "entry" (the node its
-/// publisher entered), "edges" (that carry it), "players" (by node), "players_total",
+/// publisher entered), "edges" (that carry it), "players" (viewers by node; other nodes'
+/// relays are not counted), "players_total",
 /// "bitrate_bps", "relays"}`, plus `unreachable` (nodes that did not answer).
 pub(super) async fn streams(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = refusal(&state, &headers, "GET /api/v1/cluster/streams") {
@@ -161,7 +169,9 @@ pub(super) async fn streams(State(state): State<Arc<HttpState>>, headers: Header
                 continue;
             };
             let e = table.entry(key.to_string()).or_default();
-            let players = s["players"].as_u64().unwrap_or(0);
+            // Viewers: other nodes' relays are players of this node but not viewers.
+            let all = s["players"].as_u64().unwrap_or(0);
+            let players = all.saturating_sub(s["relay_players"].as_u64().unwrap_or(0));
             if players > 0 {
                 e.players.insert(node.clone(), players);
             }

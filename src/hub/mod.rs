@@ -169,6 +169,12 @@ impl Hub {
     /// stream with no publisher yet is created empty and the player waits on it, unless
     /// [`HubConfig::max_waiting_streams`] streams already wait.
     pub fn play(&self, key: &str) -> Result<(Player, Snapshot), PlayError> {
+        self.play_as(key, Member::Viewer)
+    }
+
+    /// [`Hub::play`] for a viewer or, `Member::Relay`, another node's relay of the stream
+    /// (a player, counted apart so that APIs can tell viewers from relays).
+    pub fn play_as(&self, key: &str, member: Member) -> Result<(Player, Snapshot), PlayError> {
         let stream = {
             let mut streams = lock(&self.inner.streams);
             let max = self.inner.config.max_waiting_streams;
@@ -179,10 +185,10 @@ impl Hub {
                 return Err(PlayError::TooManyWaiting(max));
             }
             let stream = self.entry(&mut streams, key);
-            stream.add_player(false);
+            stream.add_player(member);
             stream
         };
-        Ok(self.member(stream, false))
+        Ok(self.member(stream, member))
     }
 
     /// Joins `key` like [`Hub::play`] to forward it elsewhere (an edge's push to the origin):
@@ -192,10 +198,10 @@ impl Hub {
         let stream = {
             let mut streams = lock(&self.inner.streams);
             let stream = self.entry(&mut streams, key);
-            stream.add_player(true);
+            stream.add_player(Member::Forwarder);
             stream
         };
-        self.member(stream, true)
+        self.member(stream, Member::Forwarder)
     }
 
     /// Streams with players and no publisher right now.
@@ -204,14 +210,14 @@ impl Hub {
     }
 
     /// The membership of a player already counted in `stream`.
-    fn member(&self, stream: Arc<Stream>, forwarder: bool) -> (Player, Snapshot) {
+    fn member(&self, stream: Arc<Stream>, member: Member) -> (Player, Snapshot) {
         let (rx, snapshot) = stream.subscribe_with_snapshot();
         (
             Player {
                 hub: self.clone(),
                 stream,
                 rx,
-                forwarder,
+                member,
             },
             snapshot,
         )
@@ -306,8 +312,18 @@ pub struct Player {
     hub: Hub,
     stream: Arc<Stream>,
     pub rx: broadcast::Receiver<Event>,
-    /// Joined through [`Hub::play_forwarder`].
-    forwarder: bool,
+    member: Member,
+}
+
+/// How a player reads a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// A client watching it.
+    Viewer,
+    /// Another ringcast node's relay (an edge pulling it): a player, not a viewer.
+    Relay,
+    /// This node's push of it to its origin ([`Hub::play_forwarder`]): not a player.
+    Forwarder,
 }
 
 impl Player {
@@ -335,7 +351,7 @@ impl Player {
 
 impl Drop for Player {
     fn drop(&mut self) {
-        self.stream.remove_player(self.forwarder);
+        self.stream.remove_player(self.member);
         self.hub.release(&self.stream);
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::Member;
 use super::{lock, Claim, HubConfig, PublishError};
 use crate::media::{Frame, FrameKind};
 
@@ -37,7 +38,10 @@ pub struct StreamInfo {
     pub publish_seconds: Option<f64>,
     /// The publisher is a relay pulling the stream from another node.
     pub relayed: bool,
+    /// Every player, viewers and other nodes' relays alike (what the node serves).
     pub players: usize,
+    /// Of `players`, the relays of other nodes (an edge pulling the stream): not viewers.
+    pub relay_players: usize,
     pub frames_in: u64,
     pub bytes_in: u64,
     pub gop_cache_frames: usize,
@@ -66,6 +70,8 @@ struct State {
     /// When the publisher last sent something (or started).
     last_ingest: Option<Instant>,
     players: usize,
+    /// Of `players`, other nodes' relays.
+    relay_players: usize,
     /// Push relays reading the stream to forward it to its origin: not players (not counted
     /// in `players`, in the node's load or in the API), but they keep the stream in use.
     forwarders: usize,
@@ -199,23 +205,25 @@ impl Stream {
         }
     }
 
-    pub(super) fn add_player(&self, forwarder: bool) {
-        self.update(|state| {
-            if forwarder {
-                state.forwarders += 1;
-            } else {
+    pub(super) fn add_player(&self, member: Member) {
+        self.update(|state| match member {
+            Member::Forwarder => state.forwarders += 1,
+            Member::Viewer | Member::Relay => {
                 state.players += 1;
+                state.relay_players += usize::from(member == Member::Relay);
                 self.players.store(state.players, Ordering::Relaxed);
             }
         })
     }
 
-    pub(super) fn remove_player(&self, forwarder: bool) {
-        self.update(|state| {
-            if forwarder {
-                state.forwarders = state.forwarders.saturating_sub(1);
-            } else {
+    pub(super) fn remove_player(&self, member: Member) {
+        self.update(|state| match member {
+            Member::Forwarder => state.forwarders = state.forwarders.saturating_sub(1),
+            Member::Viewer | Member::Relay => {
                 state.players = state.players.saturating_sub(1);
+                if member == Member::Relay {
+                    state.relay_players = state.relay_players.saturating_sub(1);
+                }
                 self.players.store(state.players, Ordering::Relaxed);
             }
         })
@@ -328,6 +336,7 @@ impl Stream {
             publish_seconds: state.publisher.map(|(_, t, _)| t.elapsed().as_secs_f64()),
             relayed: state.publisher.is_some_and(|(_, _, relay)| relay),
             players: state.players,
+            relay_players: state.relay_players,
             frames_in: self.frames_in.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             gop_cache_frames: state.gop.len(),

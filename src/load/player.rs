@@ -30,9 +30,47 @@ pub struct PlayerStats {
     pub active: Duration,
     /// `host:port` of the server it ended up playing from (after a route lookup or redirects).
     pub server: Option<String>,
+    /// The longest pause between two stamped video frames arriving (after the ramp): what a
+    /// viewer sees as a freeze.
+    pub max_gap: Duration,
+    /// Stamped frames skipped (a sequence number jumped ahead) and seen again (a number at or
+    /// before the last one): a failover or handover that loses or repeats frames.
+    pub missing_frames: u64,
+    pub repeated_frames: u64,
+    /// Stamped frames whose RTMP timestamp went backwards, and the largest forward step
+    /// between consecutive ones (ms): a continuous timeline has neither a step back nor a
+    /// jump much over one frame interval.
+    pub timestamps_backward: u64,
+    pub max_timestamp_step_ms: u32,
 }
 
 impl PlayerStats {
+    /// Records one stamped video frame (`seq`, RTMP `timestamp`) arriving `at`; `measured`:
+    /// sent after the ramp, so its arrival counts for gaps.
+    fn stamped(&mut self, seq: u32, timestamp: u32, at: Instant, measured: bool, last: &mut Last) {
+        if let Some((prev_seq, prev_ts, prev_at)) = last.frame {
+            if seq > prev_seq.wrapping_add(1) {
+                self.missing_frames += u64::from(seq - prev_seq - 1);
+            } else if seq <= prev_seq {
+                self.repeated_frames += 1;
+                return;
+            }
+            if timestamp < prev_ts {
+                self.timestamps_backward += 1;
+            } else {
+                self.max_timestamp_step_ms = self.max_timestamp_step_ms.max(timestamp - prev_ts);
+            }
+            if measured && last.measuring {
+                self.max_gap = self.max_gap.max(at.duration_since(prev_at));
+            }
+        }
+        last.frame = Some((seq, timestamp, at));
+        last.measuring = measured;
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = Some(seq);
+        self.stamped_frames += 1;
+    }
+
     /// Share of stamped frames between the first and last seen that never arrived.
     pub fn loss(&self) -> f64 {
         match (self.first_seq, self.last_seq) {
@@ -43,6 +81,13 @@ impl PlayerStats {
             _ => 0.0,
         }
     }
+}
+
+/// The previous stamped frame a player saw: (seq, timestamp, arrival), and whether it counted.
+#[derive(Default)]
+struct Last {
+    frame: Option<(u32, u32, Instant)>,
+    measuring: bool,
 }
 
 /// How a load-tool player behaves.
@@ -111,6 +156,7 @@ async fn play(
     stats.connected = true;
     stats.server = Some(c.url.authority());
     let mut next_read = Instant::now();
+    let mut last = Last::default();
     loop {
         let ev = match c.try_next()? {
             Some(ev) => ev,
@@ -141,13 +187,12 @@ async fn play(
             stats.ttff = Some(started.elapsed());
         }
         if let Some((sent, seq)) = read_stamp(&msg.payload) {
-            if sent >= joined_at {
+            let measured = sent >= joined_at;
+            if measured {
                 let delay = now_micros().saturating_sub(sent).min(u32::MAX as u64) as u32;
                 stats.delays_us.push(delay);
             }
-            stats.first_seq.get_or_insert(seq);
-            stats.last_seq = Some(seq);
-            stats.stamped_frames += 1;
+            stats.stamped(seq, msg.timestamp, Instant::now(), measured, &mut last);
         }
     }
 }
@@ -188,4 +233,54 @@ async fn route(api: &str, url: &RtmpUrl) -> Result<RtmpUrl, crate::client::Clien
         None => target.to_string(),
     };
     Ok(RtmpUrl::parse(&with_query)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds stamped frames (seq, timestamp ms, arrival ms after the start).
+    fn feed(frames: &[(u32, u32, u64)]) -> PlayerStats {
+        let start = Instant::now();
+        let mut stats = PlayerStats::default();
+        let mut last = Last::default();
+        for &(seq, ts, at) in frames {
+            let at = start + Duration::from_millis(at);
+            stats.stamped(seq, ts, at, true, &mut last);
+        }
+        stats
+    }
+
+    #[test]
+    fn a_continuous_stream_has_no_gap_loss_repeat_or_jump() {
+        let frames: Vec<_> = (0..50).map(|i| (i, i * 40, u64::from(i) * 40)).collect();
+        let s = feed(&frames);
+        assert_eq!((s.missing_frames, s.repeated_frames), (0, 0));
+        assert_eq!((s.timestamps_backward, s.max_timestamp_step_ms), (0, 40));
+        assert_eq!(s.max_gap, Duration::from_millis(40));
+        assert_eq!(s.loss(), 0.0);
+    }
+
+    #[test]
+    fn a_handover_that_loses_repeats_or_rewinds_is_counted() {
+        // 0..=3, then 6 (4 and 5 lost) after a 300 ms freeze, 5 again, then a rewound clock.
+        let s = feed(&[
+            (0, 0, 0),
+            (1, 40, 40),
+            (2, 80, 80),
+            (3, 120, 120),
+            (6, 240, 420),
+            (5, 200, 430),
+            (7, 0, 460),
+        ]);
+        assert_eq!(s.missing_frames, 2);
+        assert_eq!(s.repeated_frames, 1);
+        assert_eq!(s.timestamps_backward, 1);
+        assert_eq!(s.max_timestamp_step_ms, 120);
+        assert_eq!(s.max_gap, Duration::from_millis(300));
+        assert_eq!(
+            (s.first_seq, s.last_seq, s.stamped_frames),
+            (Some(0), Some(7), 6)
+        );
+    }
 }

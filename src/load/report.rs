@@ -63,6 +63,14 @@ pub struct Report {
     pub delay_ms: Option<Percentiles>,
     pub ttff_ms: Option<Percentiles>,
     pub loss_max: f64,
+    /// Each player's longest pause between two video frames.
+    pub max_gap_ms: Option<Percentiles>,
+    /// Over all players: stamped frames skipped, seen twice, with a timestamp going back, and
+    /// the largest timestamp step between consecutive frames (ms).
+    pub missing_frames: u64,
+    pub repeated_frames: u64,
+    pub timestamps_backward: u64,
+    pub max_timestamp_step_ms: u32,
     pub server: Option<ServerUsage>,
     /// CPU the load tool itself used over the window (cores); near 1.0 per worker thread
     /// means the tool, not the server, may be the limit.
@@ -147,6 +155,21 @@ impl Report {
                     .collect(),
             ),
             loss_max: players.iter().map(|p| p.loss()).fold(0.0, f64::max),
+            max_gap_ms: Percentiles::of(
+                players
+                    .iter()
+                    .filter(|p| p.stamped_frames > 1)
+                    .map(|p| p.max_gap.as_secs_f64() * 1000.0)
+                    .collect(),
+            ),
+            missing_frames: players.iter().map(|p| p.missing_frames).sum(),
+            repeated_frames: players.iter().map(|p| p.repeated_frames).sum(),
+            timestamps_backward: players.iter().map(|p| p.timestamps_backward).sum(),
+            max_timestamp_step_ms: players
+                .iter()
+                .map(|p| p.max_timestamp_step_ms)
+                .max()
+                .unwrap_or(0),
             server: None,
             load_tool_cores: 0.0,
         }
@@ -188,6 +211,15 @@ impl Report {
         let _ = writeln!(s, "delay ms          {}", pct(&self.delay_ms));
         let _ = writeln!(s, "first frame ms    {}", pct(&self.ttff_ms));
         let _ = writeln!(s, "worst loss        {:.2} %", self.loss_max * 100.0);
+        let _ = writeln!(s, "longest gap ms    {}", pct(&self.max_gap_ms));
+        let _ = writeln!(
+            s,
+            "continuity        {} missing, {} repeated, {} timestamps back, largest step {} ms",
+            self.missing_frames,
+            self.repeated_frames,
+            self.timestamps_backward,
+            self.max_timestamp_step_ms
+        );
         if let Some(u) = &self.server {
             let _ = writeln!(
                 s,

@@ -569,6 +569,7 @@ impl Relays {
             client.hops + 1,
             status,
             stop.clone(),
+            None,
         ));
         Some(PushGuard {
             relays: self.clone(),

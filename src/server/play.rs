@@ -85,7 +85,13 @@ impl Session {
                 return Ok(());
             }
         }
-        let (player, snapshot) = match self.ctx.hub.play(&key) {
+        // Another node's relay (a valid relay credential) is a player but not a viewer.
+        let member = if self.connect.as_ref().is_some_and(|c| c.relay.is_some()) {
+            crate::hub::Member::Relay
+        } else {
+            crate::hub::Member::Viewer
+        };
+        let (player, snapshot) = match self.ctx.hub.play_as(&key, member) {
             Ok(joined) => joined,
             Err(e) => {
                 if self.notices.allow() {

@@ -204,6 +204,16 @@ pub async fn locate_everywhere(
     }
 }
 
+/// `node`'s relay of `key` in `direction` ("pull"/"push"), if one runs.
+pub async fn relay_entry(node: &Node, key: &str, direction: &str) -> Option<Value> {
+    let (_, body) = node.get_json("/api/v1/streams").await;
+    body["relays"]
+        .as_array()?
+        .iter()
+        .find(|r| r["stream"] == key && r["direction"] == direction)
+        .cloned()
+}
+
 /// Like `wait_for`, for a check that yields a value.
 pub async fn wait_for_value<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
