@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, end-to-end tests against the real binary with real
 # ffmpeg/ffprobe/rtmpdump (and HAProxy in front, for the PROXY protocol; ss to count sockets;
-# ip netns and iptables for a real network partition), and one pass of each benchmark.
+# ip netns and iptables for a real network partition; headless Chromium for the dashboard), and
+# one pass of each benchmark.
 # Installs what the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 # tool -> the Debian package that has it
 declare -A package=(
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [rtmpdump]=rtmpdump [haproxy]=haproxy
-  [ss]=iproute2 [ip]=iproute2 [iptables]=iptables
+  [ss]=iproute2 [ip]=iproute2 [iptables]=iptables [chromium]=chromium
 )
 # ip, ss and iptables live in sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"

@@ -10,6 +10,7 @@
 //!
 //! | path | answer |
 //! |---|---|
+//! | `GET /`, `/dashboard.js`, `/dashboard.css` | the cluster dashboard (HTML, JS, CSS compiled in; see `dashboard`) |
 //! | `GET /healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | `GET /readyz` | 200 `{"status":"ready"}`; 503 `{"status":"starting"}` or `{"status":"draining"}` |
 //! | `GET /api/v1/streams` | `{"node_id", "streams": [StreamInfo]}` |
@@ -30,6 +31,7 @@
 
 mod admin;
 mod cluster_api;
+mod dashboard;
 mod metrics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,6 +152,9 @@ impl HttpState {
 /// The API's routes over `state`.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/streams", get(streams))
