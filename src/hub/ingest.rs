@@ -10,7 +10,8 @@ use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::{MSG_AUDIO, MSG_DATA_AMF0, MSG_VIDEO};
 
 /// A data message: `@setDataFrame onMetaData {...}` is kept as `onMetaData {...}`, byte for
-/// byte, for new players; `@clearDataFrame` clears nothing we keep; anything else is passed on.
+/// byte, for new players; `@clearDataFrame` clears nothing we keep, `|RtmpSampleAccess` is
+/// a server's notice and dropped; anything else is passed on.
 pub fn data(publisher: &Publisher, timestamp: u32, payload: Bytes) {
     let mut rest: &[u8] = &payload;
     let first = match amf0::decode(&mut rest) {
@@ -34,7 +35,9 @@ pub fn data(publisher: &Publisher, timestamp: u32, payload: Bytes) {
             publisher.send(FrameKind::Data, timestamp, body);
         }
         Some("onMetaData") => publisher.set_metadata(timestamp, payload),
-        Some("@clearDataFrame") => {}
+        // A server's own notice to its players (an upstream's, when this is a relay): the
+        // local session sends its own.
+        Some("@clearDataFrame") | Some("|RtmpSampleAccess") => {}
         _ => publisher.send(FrameKind::Data, timestamp, payload),
     }
 }

@@ -242,7 +242,18 @@ impl Stream {
         state.publisher.is_none() && state.players == 0 && state.forwarders == 0
     }
 
-    fn timeline(state: &mut State, timestamp: u32) -> u32 {
+    /// `timestamp` on the stream's timeline. After a republish (or a relay's new source) the
+    /// first audio or video frame fixes the offset that continues the timeline; headers and
+    /// data messages that come before it do not (`settles` false): a fast-start copy carries
+    /// their original, older timestamps (an upstream's `|RtmpSampleAccess` comes at 0), and
+    /// an offset taken from those would throw every later frame forward by the stream's age.
+    /// They are placed at the timeline's end instead.
+    fn timeline(state: &mut State, timestamp: u32, settles: bool) -> u32 {
+        if state.rebase_pending && !settles {
+            if let Some(last) = state.last_timestamp {
+                return last;
+            }
+        }
         if state.rebase_pending {
             state.rebase_pending = false;
             if let Some(last) = state.last_timestamp {
@@ -260,7 +271,7 @@ impl Stream {
             return;
         }
         state.last_ingest = Some(Instant::now());
-        let t = Self::timeline(&mut state, timestamp);
+        let t = Self::timeline(&mut state, timestamp, false);
         let frame = Arc::new(Frame::new(
             FrameKind::Data,
             t,
@@ -281,7 +292,8 @@ impl Stream {
         self.frames_in.fetch_add(1, Ordering::Relaxed);
         self.bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        let t = Self::timeline(&mut state, timestamp);
+        let settles = kind != FrameKind::Data && !Frame::is_sequence_header(kind, &payload);
+        let t = Self::timeline(&mut state, timestamp, settles);
         // Chunked once here, inside the lock only because the timeline decides the timestamp;
         // it is a single copy of the payload shared by every player.
         let frame = Arc::new(Frame::new(kind, t, payload, self.config.chunk_size));

@@ -114,6 +114,34 @@ fn player_waits_before_publisher_and_survives_republish() {
 }
 
 #[test]
+fn a_relay_s_new_source_continues_the_timeline_from_its_first_media_frame() {
+    let hub = hub();
+    let (mut player, _) = hub.play("live/moved").expect("play");
+    let relay = hub.publish_relay("live/moved", 7).expect("relay");
+    relay.send(FrameKind::Video, 30_000, Bytes::from_static(KEYFRAME));
+    relay.send(FrameKind::Video, 30_040, Bytes::from_static(INTER));
+    // The new origin's fast start: metadata and headers stamped at its publish start (0),
+    // then its GOP, on the stream's own clock (8 s on).
+    relay.discontinuity();
+    relay.set_metadata(0, Bytes::from_static(b"\x02\x00\x0aonMetaData\x05"));
+    relay.send(FrameKind::Video, 0, Bytes::from_static(AVC_SEQ));
+    relay.send(FrameKind::Audio, 0, Bytes::from_static(AAC_SEQ));
+    relay.send(FrameKind::Video, 38_000, Bytes::from_static(KEYFRAME));
+    relay.send(FrameKind::Video, 38_040, Bytes::from_static(INTER));
+    let mut stamps = Vec::new();
+    while let Ok(ev) = player.rx.try_recv() {
+        if let Event::Frame(f) = ev {
+            stamps.push(f.timestamp);
+        }
+    }
+    // Headers at the timeline's end; the keyframe right after; no jump by the stream's age.
+    assert_eq!(
+        stamps,
+        vec![30_000, 30_040, 30_040, 30_040, 30_040, 30_041, 30_081]
+    );
+}
+
+#[test]
 fn slow_player_lags_without_holding_the_publisher() {
     let hub = hub();
     let p = hub.publish("live/c", 1).expect("publish");

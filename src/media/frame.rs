@@ -49,6 +49,15 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Whether `payload` of `kind` is a codec sequence header (what `new` finds too).
+    pub fn is_sequence_header(kind: FrameKind, payload: &[u8]) -> bool {
+        match kind {
+            FrameKind::Video => tag::inspect_video(payload).sequence_header,
+            FrameKind::Audio => tag::is_audio_sequence_header(payload),
+            FrameKind::Data => false,
+        }
+    }
+
     pub fn new(kind: FrameKind, timestamp: u32, payload: Bytes, chunk_size: usize) -> Frame {
         let (keyframe, sequence_header) = match kind {
             FrameKind::Video => {

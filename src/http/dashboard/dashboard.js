@@ -273,14 +273,15 @@
         var bytes = Number(s.bytes_in) || 0;
         var secs = Number(s.publish_seconds) || 0;
         var per = {};
-        if (s.players > 0) per[id] = s.players;
+        var viewers = Math.max(0, (s.players || 0) - (s.relay_players || 0));
+        if (viewers > 0) per[id] = viewers;
         return {
           stream: s.key,
           node_id: s.publishing ? id : null,
           entry: s.publishing ? id : null,
           edges: [],
           players: per,
-          players_total: s.players || 0,
+          players_total: viewers,
           bitrate_bps: s.publishing && secs > 0 ? Math.round(bytes * 8 / secs) : 0,
           relays: []
         };
