@@ -300,7 +300,7 @@ async fn advertise(cluster: Cluster, hub: Hub, traffic: Arc<Traffic>, stop: Canc
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let rate = egress.sample(started.elapsed(), traffic.bytes_out());
+        let rate = egress.sample(started.elapsed(), traffic.egress_bytes());
         if ticks % EGRESS_WINDOW as u64 == 0 {
             egress_bps = rate;
             cluster.set_usage(usage.sample());
@@ -394,6 +394,30 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
         .await
         .map_err(http_bind_error)?;
     let http_addr = http_listener.local_addr().map_err(http_bind_error)?;
+    let flv = match cfg.flv.listen_addr() {
+        Some(addr) => {
+            let settings = crate::flv::FlvSettings {
+                allow_origin: cfg.flv.allow_origin.clone(),
+            };
+            let bind_error = |source| AppError::Bind {
+                what: "HTTP-FLV",
+                addr,
+                source,
+            };
+            let flv = crate::flv::FlvServer::bind(
+                addr,
+                server.context(),
+                settings,
+                cfg.rtmp.max_connections,
+            )
+            .await
+            .map_err(bind_error)?;
+            let bound = flv.local_addr().map_err(bind_error)?;
+            Some((flv, bound))
+        }
+        None => None,
+    };
+    let flv_addr = flv.as_ref().map(|(_, bound)| *bound);
 
     let health = Arc::new(Health::default());
     let http_state = Arc::new(HttpState {
@@ -422,7 +446,10 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
 
     let cluster = if cfg.cluster_enabled() {
         let gossip_advertise = resolve_gossip_advertise(&cfg).await?;
-        let settings = cluster_settings(&cfg, rtmp_addr, http_addr, gossip_advertise);
+        let mut settings = cluster_settings(&cfg, rtmp_addr, http_addr, gossip_advertise);
+        if let Some(bound) = flv_addr {
+            settings.flv_advertise = http_advertise_addr(bound, &settings.rtmp_advertise);
+        }
         // Gossip runs on its own thread: a loaded RTMP runtime must not delay heartbeats.
         let cluster = Cluster::start_isolated(settings).await?;
         let _ = http_state.cluster.set(cluster.clone());
@@ -439,6 +466,7 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
         role = cfg.node.role.as_str(),
         rtmp = %rtmp_addr,
         http = %http_addr,
+        flv = %flv_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         gossip = %gossip,
         "ringcast listening"
     );
@@ -482,6 +510,7 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
     let context = server.context();
     let stop_accepting = CancellationToken::new();
     let mut rtmp = tokio::spawn(server.run(stop_accepting.clone(), SHUTDOWN_GRACE));
+    let flv = flv.map(|(flv, _)| tokio::spawn(flv.run(stop_accepting.clone(), SHUTDOWN_GRACE)));
     tokio::select! {
         _ = signals.drain.cancelled() => {}
         _ = signals.stop.cancelled() => {}
@@ -520,6 +549,9 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
     rtmp_stop.cancel();
     if !rtmp.is_finished() {
         let _ = rtmp.await;
+    }
+    if let Some(flv) = flv {
+        let _ = flv.await;
     }
     advertiser_stop.cancel();
     if let Some(advertiser) = advertiser {

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod flv;
 pub mod http;
 pub mod http_client;
 pub mod hub;

@@ -252,6 +252,7 @@ mod tests {
             role: NodeRole::Origin,
             rtmp: format!("{node_id}:1935"),
             http: String::new(),
+            flv: String::new(),
             ready: true,
             draining: false,
             leaving: false,

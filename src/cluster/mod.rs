@@ -170,6 +170,8 @@ pub struct ClusterSettings {
     pub rtmp_advertise: String,
     /// HTTP `host:port`, shown to operators.
     pub http_advertise: String,
+    /// HTTP-FLV `host:port` players are sent to; "" when HTTP-FLV is off.
+    pub flv_advertise: String,
     /// Gossip bind address; port 0 picks a free port.
     pub gossip_listen: SocketAddr,
     /// Address peers use. An unspecified IP takes the listen IP (refused if that is a
@@ -199,6 +201,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("zone", &self.zone)
             .field("rtmp_advertise", &self.rtmp_advertise)
             .field("http_advertise", &self.http_advertise)
+            .field("flv_advertise", &self.flv_advertise)
             .field("gossip_listen", &self.gossip_listen)
             .field("gossip_advertise", &self.gossip_advertise)
             .field("seeds", &self.seeds)
@@ -223,6 +226,7 @@ impl ClusterSettings {
             zone: String::new(),
             rtmp_advertise: String::new(),
             http_advertise: String::new(),
+            flv_advertise: String::new(),
             gossip_listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
             gossip_advertise: SocketAddr::from(([0, 0, 0, 0], 0)),
             seeds: Vec::new(),
@@ -435,6 +439,7 @@ impl Cluster {
             tier,
             rtmp: settings.rtmp_advertise.clone(),
             http: settings.http_advertise.clone(),
+            flv: settings.flv_advertise.clone(),
             ready: false,
             draining: false,
             leaving: false,

@@ -72,6 +72,8 @@ const KEY_VERSION: &str = "v";
 const KEY_ROLE: &str = "role";
 const KEY_RTMP: &str = "rtmp";
 const KEY_HTTP: &str = "http";
+/// HTTP-FLV `host:port` (absent or empty: the node serves no HTTP-FLV).
+const KEY_FLV: &str = "flv";
 const KEY_READY: &str = "ready";
 const KEY_DRAIN: &str = "drain";
 const KEY_LEAVE: &str = "leave";
@@ -109,6 +111,8 @@ pub(crate) struct LocalAdvert {
     pub(crate) role: NodeRole,
     pub(crate) rtmp: String,
     pub(crate) http: String,
+    /// HTTP-FLV `host:port`; "" when off.
+    pub(crate) flv: String,
     pub(crate) ready: bool,
     pub(crate) draining: bool,
     pub(crate) leaving: bool,
@@ -152,6 +156,7 @@ impl LocalAdvert {
             (KEY_ROLE.into(), self.role.as_str().into()),
             (KEY_RTMP.into(), self.rtmp.clone()),
             (KEY_HTTP.into(), self.http.clone()),
+            (KEY_FLV.into(), self.flv.clone()),
             (KEY_READY.into(), flag(self.ready).into()),
             (KEY_DRAIN.into(), flag(self.draining).into()),
             (KEY_LEAVE.into(), flag(self.leaving).into()),
@@ -223,6 +228,7 @@ pub(crate) struct Advert {
     pub(crate) role: NodeRole,
     pub(crate) rtmp: String,
     pub(crate) http: String,
+    pub(crate) flv: String,
     pub(crate) ready: bool,
     pub(crate) draining: bool,
     pub(crate) leaving: bool,
@@ -305,6 +311,7 @@ impl Advert {
             role,
             rtmp: state.get(KEY_RTMP)?.to_string(),
             http: state.get(KEY_HTTP).unwrap_or_default().to_string(),
+            flv: state.get(KEY_FLV).unwrap_or_default().to_string(),
             ready: parse_flag(state, KEY_READY)?,
             draining: parse_flag(state, KEY_DRAIN)?,
             leaving: parse_flag(state, KEY_LEAVE).unwrap_or(false),
@@ -383,6 +390,7 @@ mod tests {
             role: NodeRole::Origin,
             rtmp: "10.0.0.1:1935".into(),
             http: "10.0.0.1:8080".into(),
+            flv: "10.0.0.1:8081".into(),
             ready: true,
             draining: false,
             leaving: false,

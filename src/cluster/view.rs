@@ -38,6 +38,8 @@ pub struct NodeView {
     /// RTMP `host:port` clients are sent to.
     pub rtmp_addr: String,
     pub http_addr: String,
+    /// HTTP-FLV `host:port` ("" = the node serves no HTTP-FLV).
+    pub flv_addr: String,
     pub gossip_addr: SocketAddr,
     /// Start time of this incarnation (ns since the Unix epoch); a restart is a new generation.
     pub generation: u64,
@@ -74,6 +76,7 @@ pub struct EdgeView {
     pub node_id: String,
     pub rtmp_addr: String,
     pub http_addr: String,
+    pub flv_addr: String,
     pub tier: u8,
     pub zone: String,
     pub load: Load,
@@ -102,6 +105,7 @@ impl EdgeView {
             role: NodeRole::Edge,
             rtmp: format!("{node_id}:1935"),
             http: format!("{node_id}:8080"),
+            flv: format!("{node_id}:8081"),
             ready: true,
             draining: false,
             leaving: false,
@@ -122,6 +126,7 @@ impl EdgeView {
             node_id: node_id.to_string(),
             rtmp_addr: advert.rtmp.clone(),
             http_addr: advert.http.clone(),
+            flv_addr: advert.flv.clone(),
             tier,
             zone: zone.to_string(),
             load,
@@ -307,6 +312,7 @@ impl ViewBuilder {
                     node_id: node_id.to_string(),
                     rtmp_addr: advert.rtmp.clone(),
                     http_addr: advert.http.clone(),
+                    flv_addr: advert.flv.clone(),
                     tier: advert.tier,
                     zone: advert.zone.clone(),
                     load: advert.load,
@@ -327,6 +333,7 @@ impl ViewBuilder {
                 role: advert.role,
                 rtmp_addr: advert.rtmp.clone(),
                 http_addr: advert.http.clone(),
+                flv_addr: advert.flv.clone(),
                 gossip_addr: id.gossip_advertise_addr,
                 generation,
                 live,

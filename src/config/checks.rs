@@ -59,6 +59,15 @@ pub(super) fn check_value(
                 ));
             }
         }
+        Kind::OptionalListen => {
+            let value = get_string()?;
+            if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
+                return Err(layers.invalid(
+                    key,
+                    format!("invalid socket address {value:?}, expected IP:port such as 0.0.0.0:8081 (or empty for off)"),
+                ));
+            }
+        }
         Kind::OptionalAdvertise => {
             let value = get_string()?;
             if !value.is_empty() && parse_advertise(&value).is_none() {

@@ -20,6 +20,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
+    pub flv: FlvConfig,
     pub cluster: ClusterConfig,
     pub edge: EdgeConfig,
     pub access: AccessConfig,
@@ -138,6 +139,24 @@ pub struct HttpConfig {
     /// Bearer token the API requires for stream keys, client lists and every mutating
     /// endpoint; `""` = not required (keep `listen` on loopback then).
     pub admin_token: String,
+}
+
+/// `[flv]`: HTTP-FLV delivery to browsers and HTTP players.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FlvConfig {
+    /// HTTP-FLV listener bind address (`GET /APP/STREAM.flv`); `""` = off.
+    pub listen: String,
+    /// `Access-Control-Allow-Origin` of every answer (web players on other origins);
+    /// `""` = no CORS headers.
+    pub allow_origin: String,
+}
+
+impl FlvConfig {
+    /// The bind address, `None` when HTTP-FLV is off (checked at load: never unparsable).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 /// `[cluster]`. `Debug` shows `secret` as `"<redacted>"` when it is set.
@@ -332,6 +351,8 @@ pub(super) enum Kind {
     /// "" or host:port; port 0 means "the port the matching listener bound" (see
     /// [`parse_advertise`](super::parse_advertise)).
     OptionalAdvertise,
+    /// "" or IP:port.
+    OptionalListen,
     /// List of host:port.
     HostPortList,
     /// List of strings (each checked by the rule that reads it); from the environment,
@@ -375,6 +396,8 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("rtmp.proxy_protocol", Kind::Bool),
     ("http.listen", Kind::Listen),
     ("http.admin_token", STR),
+    ("flv.listen", Kind::OptionalListen),
+    ("flv.allow_origin", STR),
     ("cluster.gossip_listen", Kind::Listen),
     ("cluster.gossip_advertise", Kind::OptionalAdvertise),
     ("cluster.seeds", Kind::HostPortList),

@@ -56,6 +56,7 @@ pub(super) fn render(state: &HttpState) -> String {
     let streams = state.hub.streams();
     let publishers = streams.iter().filter(|s| s.publishing).count() as u64;
     let players: u64 = streams.iter().map(|s| s.players as u64).sum();
+    let flv_players: u64 = streams.iter().map(|s| s.flv_players as u64).sum();
     out.metric(
         "ringcast_streams",
         "gauge",
@@ -73,6 +74,20 @@ pub(super) fn render(state: &HttpState) -> String {
         "gauge",
         "Players attached to this node's streams.",
         players,
+    );
+    out.family(
+        "ringcast_players_by_protocol",
+        "gauge",
+        "Players attached to this node's streams, by protocol (rtmp includes other nodes' relays).",
+    );
+    let _ = writeln!(
+        out.0,
+        "ringcast_players_by_protocol{{protocol=\"rtmp\"}} {}",
+        players - flv_players.min(players)
+    );
+    let _ = writeln!(
+        out.0,
+        "ringcast_players_by_protocol{{protocol=\"http-flv\"}} {flv_players}"
     );
     out.metric(
         "ringcast_streams_waiting",
@@ -97,6 +112,13 @@ pub(super) fn render(state: &HttpState) -> String {
         "counter",
         "Bytes written to RTMP connections (media, control and commands).",
         state.traffic.bytes_out(),
+    );
+
+    out.metric(
+        "ringcast_http_flv_bytes_out_total",
+        "counter",
+        "Bytes written to HTTP-FLV players (heads, FLV tags, chunk framing).",
+        state.traffic.flv_bytes_out(),
     );
 
     out.metric(

@@ -332,7 +332,8 @@ struct RouteParams {
 
 /// `GET /api/v1/cluster/route?stream=APP/STREAM[&zone=Z]`: the edge the balancer sends a
 /// player of the stream to (and counts it there as pending), for players that cannot follow an
-/// RTMP 302: `{"stream", "node_id", "url", "reason": "carries" | "ring" | "full"}`.
+/// RTMP 302: `{"stream", "node_id", "url", "http", "flv_url" (null when that edge serves no
+/// HTTP-FLV), "reason": "carries" | "ring" | "full"}`.
 async fn route(
     State(state): State<Arc<HttpState>>,
     params: Result<Query<RouteParams>, QueryRejection>,
@@ -367,6 +368,11 @@ async fn route(
         "node_id": (!full).then_some(choice.node_id.as_str()),
         "url": (!full).then(|| format!("rtmp://{}/{stream}", choice.rtmp_addr)),
         "http": (!full).then_some(choice.http_addr.as_str()),
+        "flv_url": cluster
+            .view()
+            .node(&choice.node_id)
+            .filter(|n| !full && !n.flv_addr.is_empty())
+            .map(|n| format!("http://{}/{stream}.flv", n.flv_addr)),
         "reason": choice.reason,
     }));
     if full {

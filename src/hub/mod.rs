@@ -318,8 +318,10 @@ pub struct Player {
 /// How a player reads a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Member {
-    /// A client watching it.
+    /// A client watching it over RTMP.
     Viewer,
+    /// A client watching it over HTTP-FLV.
+    FlvViewer,
     /// Another ringcast node's relay (an edge pulling it): a player, not a viewer.
     Relay,
     /// This node's push of it to its origin ([`Hub::play_forwarder`]): not a player.

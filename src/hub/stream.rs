@@ -42,6 +42,8 @@ pub struct StreamInfo {
     pub players: usize,
     /// Of `players`, the relays of other nodes (an edge pulling the stream): not viewers.
     pub relay_players: usize,
+    /// Of `players`, those watching over HTTP-FLV.
+    pub flv_players: usize,
     pub frames_in: u64,
     pub bytes_in: u64,
     pub gop_cache_frames: usize,
@@ -72,6 +74,8 @@ struct State {
     players: usize,
     /// Of `players`, other nodes' relays.
     relay_players: usize,
+    /// Of `players`, HTTP-FLV viewers.
+    flv_players: usize,
     /// Push relays reading the stream to forward it to its origin: not players (not counted
     /// in `players`, in the node's load or in the API), but they keep the stream in use.
     forwarders: usize,
@@ -208,9 +212,10 @@ impl Stream {
     pub(super) fn add_player(&self, member: Member) {
         self.update(|state| match member {
             Member::Forwarder => state.forwarders += 1,
-            Member::Viewer | Member::Relay => {
+            Member::Viewer | Member::Relay | Member::FlvViewer => {
                 state.players += 1;
                 state.relay_players += usize::from(member == Member::Relay);
+                state.flv_players += usize::from(member == Member::FlvViewer);
                 self.players.store(state.players, Ordering::Relaxed);
             }
         })
@@ -219,10 +224,13 @@ impl Stream {
     pub(super) fn remove_player(&self, member: Member) {
         self.update(|state| match member {
             Member::Forwarder => state.forwarders = state.forwarders.saturating_sub(1),
-            Member::Viewer | Member::Relay => {
+            Member::Viewer | Member::Relay | Member::FlvViewer => {
                 state.players = state.players.saturating_sub(1);
                 if member == Member::Relay {
                     state.relay_players = state.relay_players.saturating_sub(1);
+                }
+                if member == Member::FlvViewer {
+                    state.flv_players = state.flv_players.saturating_sub(1);
                 }
                 self.players.store(state.players, Ordering::Relaxed);
             }
@@ -349,6 +357,7 @@ impl Stream {
             relayed: state.publisher.is_some_and(|(_, _, relay)| relay),
             players: state.players,
             relay_players: state.relay_players,
+            flv_players: state.flv_players,
             frames_in: self.frames_in.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             gop_cache_frames: state.gop.len(),

@@ -3,6 +3,7 @@
 //! server it measures: players parse chunks and look at tag headers, never decode.
 
 pub mod flv;
+pub mod http_flv;
 pub mod player;
 
 pub mod publisher;

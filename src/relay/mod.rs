@@ -105,8 +105,13 @@ pub enum Mode {
 pub enum Route {
     /// Serve from the local hub (a pull may be feeding it).
     Local,
-    /// Send the client an RTMP 302 to `tc_url` / `url`.
-    Redirect { tc_url: String, url: String },
+    /// Send the client an RTMP 302 to `tc_url` / `url`, on node `node_id` (an HTTP player
+    /// is sent to that node's HTTP-FLV address instead).
+    Redirect {
+        tc_url: String,
+        url: String,
+        node_id: String,
+    },
     /// Refuse with this description (no origin known, redirect to ourselves).
     Refuse(String),
 }
@@ -477,7 +482,7 @@ impl Relays {
             )));
         }
         (choice.node_id != self.ctx.cluster.node_id())
-            .then(|| redirect_to(&choice.rtmp_addr, client))
+            .then(|| redirect_to(&choice.node_id, &choice.rtmp_addr, client))
     }
 
     /// Parks a pull of `client`'s stream until an origin advertises it (see
@@ -645,7 +650,7 @@ impl Relays {
                 client.key, loc.rtmp_addr
             ));
         }
-        redirect_to(&loc.rtmp_addr, client)
+        redirect_to(&loc.node_id, &loc.rtmp_addr, client)
     }
 
     /// The balancer (route API, `edge.play = "balance"`).
@@ -701,7 +706,7 @@ async fn start_waiting_pulls(
 }
 
 /// An RTMP 302 sending `client` to the same app and stream (queries kept) at `rtmp_addr`.
-fn redirect_to(rtmp_addr: &str, client: &ClientInfo<'_>) -> Route {
+fn redirect_to(node_id: &str, rtmp_addr: &str, client: &ClientInfo<'_>) -> Route {
     let query = if client.connect_query.is_empty() {
         String::new()
     } else {
@@ -709,7 +714,11 @@ fn redirect_to(rtmp_addr: &str, client: &ClientInfo<'_>) -> Route {
     };
     let tc_url = format!("rtmp://{}/{}{}", rtmp_addr, client.app, query);
     let url = format!("rtmp://{}/{}/{}", rtmp_addr, client.app, client.name);
-    Route::Redirect { tc_url, url }
+    Route::Redirect {
+        tc_url,
+        url,
+        node_id: node_id.to_string(),
+    }
 }
 
 /// The app and stream (with query) a relay asks the upstream for.

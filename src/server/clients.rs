@@ -1,4 +1,4 @@
-//! The registry of open RTMP connections, for the admin API: who is connected, doing what,
+//! The registry of open connections (RTMP and HTTP-FLV), for the admin API: who is connected, doing what,
 //! and a way to end one.
 //!
 //! Owns one entry per session (added when the session starts, removed when it ends, by a
@@ -20,6 +20,8 @@ use crate::hub::lock;
 /// What one session shares with the registry.
 pub struct ClientEntry {
     pub id: u64,
+    /// "rtmp" or "http-flv".
+    protocol: &'static str,
     client: Mutex<SocketAddr>,
     started: Instant,
     started_unix: u64,
@@ -43,6 +45,8 @@ struct ClientState {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClientInfo {
     pub id: u64,
+    /// "rtmp" or "http-flv".
+    pub protocol: &'static str,
     /// "publish", "play" or "connected".
     pub role: &'static str,
     pub app: Option<String>,
@@ -80,6 +84,7 @@ impl ClientEntry {
         let state = lock(&self.state).clone();
         ClientInfo {
             id: self.id,
+            protocol: self.protocol,
             role: state.role.unwrap_or("connected"),
             app: state.app,
             stream: state.stream,
@@ -111,10 +116,21 @@ impl Drop for Registered {
 }
 
 impl Clients {
-    /// Adds the session `id`, connected from `client`.
+    /// Adds the RTMP session `id`, connected from `client`.
     pub fn register(self: &Arc<Self>, id: u64, client: SocketAddr) -> Registered {
+        self.register_as(id, client, "rtmp")
+    }
+
+    /// Adds connection `id` of `protocol` ("rtmp", "http-flv"), connected from `client`.
+    pub fn register_as(
+        self: &Arc<Self>,
+        id: u64,
+        client: SocketAddr,
+        protocol: &'static str,
+    ) -> Registered {
         let entry = Arc::new(ClientEntry {
             id,
+            protocol,
             client: Mutex::new(client),
             started: Instant::now(),
             started_unix: SystemTime::now()

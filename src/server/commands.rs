@@ -305,7 +305,7 @@ impl Session {
             connect_query: &conn.query,
             hops: conn.hops,
         };
-        let Some(Route::Redirect { tc_url, url }) = relays.balance(&client) else {
+        let Some(Route::Redirect { tc_url, url, .. }) = relays.balance(&client) else {
             return false;
         };
         info!(to = %Clip(&url), "connect balanced to another edge");

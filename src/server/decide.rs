@@ -13,7 +13,7 @@ use super::session::{stream_key, Session};
 
 /// `a=1&b=%20x` -> [("a", "1"), ("b", " x")]; `+` is a space, as in forms; a bad escape is
 /// kept as it is.
-pub(super) fn parse_query(query: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())

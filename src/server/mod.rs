@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+pub(crate) use decide::parse_query;
+pub(crate) use play::{BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS};
+pub(crate) use session::{merge_window, AUDIO_HOLD, MERGE_MAX_BYTES};
 pub use session::{stream_key, SessionError};
 pub use traffic::{RateMeter, Traffic};
 
@@ -104,6 +107,16 @@ pub struct ServerContext {
     /// This node, as access decisions and hooks name it.
     pub node_id: String,
     pub role: &'static str,
+    /// Connection ids, shared by every listener (RTMP, HTTP-FLV) so that the client registry
+    /// and the logs name each connection once.
+    pub next_conn_id: AtomicU64,
+}
+
+impl ServerContext {
+    /// A connection id no other connection of this node has.
+    pub fn conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// Who a server is, and the rules it applies: what [`RtmpServer::bind`] needs besides sockets.
@@ -119,7 +132,6 @@ pub struct RtmpServer {
     ctx: Arc<ServerContext>,
     max_connections: usize,
     tracker: TaskTracker,
-    next_id: AtomicU64,
 }
 
 impl RtmpServer {
@@ -150,10 +162,10 @@ impl RtmpServer {
                 relay_key: OnceLock::new(),
                 node_id: identity.node_id,
                 role: identity.role,
+                next_conn_id: AtomicU64::new(1),
             }),
             max_connections,
             tracker: TaskTracker::new(),
-            next_id: AtomicU64::new(1),
         })
     }
 
@@ -197,7 +209,7 @@ impl RtmpServer {
                     continue;
                 }
             };
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.ctx.conn_id();
             let session = session::Session::new(socket, peer, id, self.ctx.clone());
             self.tracker.spawn(async move {
                 session.run().await;

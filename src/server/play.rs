@@ -21,11 +21,11 @@ use crate::rtmp::message::UserControl;
 use crate::rtmp::{CSID_DATA, MSG_DATA_AMF0};
 
 /// Frames gathered into one vectored write at most.
-const BATCH_FRAMES: usize = 128;
+pub(crate) const BATCH_FRAMES: usize = 128;
 /// Bytes gathered into one vectored write at most.
-const BATCH_BYTES: usize = 512 * 1024;
+pub(crate) const BATCH_BYTES: usize = 512 * 1024;
 /// Lags in a row (each followed by a skip to the live edge) before a player is dropped.
-const MAX_CONSECUTIVE_LAGS: u32 = 4;
+pub(crate) const MAX_CONSECUTIVE_LAGS: u32 = 4;
 
 pub struct Playing {
     /// The stream name as the client asked for it (with its query), for notifications.
@@ -69,7 +69,7 @@ impl Session {
         let reset = cmd.args.get(3).and_then(|v| v.as_bool()).unwrap_or(true);
         match self.route(&key, &name, false) {
             None | Some(Route::Local) => {}
-            Some(Route::Redirect { tc_url, url }) => {
+            Some(Route::Redirect { tc_url, url, .. }) => {
                 self.span.record("stream", key.as_str());
                 self.user_control(UserControl::StreamBegin(stream_id));
                 self.on_status(stream_id, "status", "NetStream.Play.Reset", "redirecting");

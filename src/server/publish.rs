@@ -55,7 +55,7 @@ impl Session {
         };
         match self.route(&key, &name, true) {
             None | Some(Route::Local) => {}
-            Some(Route::Redirect { tc_url, url }) => {
+            Some(Route::Redirect { tc_url, url, .. }) => {
                 self.span.record("stream", key.as_str());
                 self.redirect(&tc_url, &url);
                 return Ok(());

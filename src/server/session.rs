@@ -33,15 +33,34 @@ use crate::rtmp::*;
 /// Window acknowledgement size and peer bandwidth we announce.
 pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
 /// Merged media is written once this much is queued, whatever the merge window.
-const MERGE_MAX_BYTES: usize = 256 * 1024;
+pub(crate) const MERGE_MAX_BYTES: usize = 256 * 1024;
 /// Write-merge window per player of a stream (see `Session::merge_window`).
 const MERGE_PER_PLAYER: Duration = Duration::from_micros(20);
 /// Longest audio/data waits for a video frame to share a write with.
-const AUDIO_HOLD: Duration = Duration::from_millis(40);
+pub(crate) const AUDIO_HOLD: Duration = Duration::from_millis(40);
 /// Read buffer growth step.
 const READ_RESERVE: usize = 64 * 1024;
 /// Smallest read buffer after the handshake.
 const MIN_READ_RESERVE: usize = 2048;
+
+/// How long a player's video may wait to share a write with what follows: 20 µs per
+/// player of the stream, at most `cap` (`rtmp.merge_write_ms`). A write costs about 10 µs of
+/// kernel time whatever its size, so one frame to N players already takes about N x 10 µs to
+/// send; merging for twice that at most doubles the spread players see, and halves the
+/// writes once the window covers two frames (about 1,700 players at 30 fps). 100 players:
+/// 2 ms; 2,500 and more: the cap. The same rule for RTMP and HTTP-FLV players.
+pub(crate) fn merge_window(cap: Duration, players: usize) -> Duration {
+    if cap.is_zero() {
+        return Duration::ZERO;
+    }
+    let window = (MERGE_PER_PLAYER * players as u32).min(cap);
+    // Below the timer's 1 ms resolution a window only costs a wake-up.
+    if window < Duration::from_millis(1) {
+        Duration::ZERO
+    } else {
+        window
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -540,26 +559,11 @@ impl Session {
         }
     }
 
-    /// How long a player's video may wait to share a write with what follows: 20 µs per
-    /// player of the stream, at most `rtmp.merge_write_ms`. A write costs about 10 µs of
-    /// kernel time whatever its size, so one frame to N players already takes about
-    /// N x 10 µs to send; merging for twice that at most doubles the spread players see,
-    /// and halves the writes once the window covers two frames (about 1,700 players at
-    /// 30 fps). 100 players: 2 ms; 2,500 and more: the cap.
+    /// How long this player's video may wait to share a write (see [`merge_window`]).
     fn merge_window(&self) -> Duration {
-        let cap = self.ctx.limits.merge_write;
         match &self.playing {
-            Some(p) if !cap.is_zero() => {
-                let players = p.player.stream_players() as u32;
-                let window = (MERGE_PER_PLAYER * players).min(cap);
-                // Below the timer's 1 ms resolution a window only costs a wake-up.
-                if window < Duration::from_millis(1) {
-                    Duration::ZERO
-                } else {
-                    window
-                }
-            }
-            _ => Duration::ZERO,
+            Some(p) => merge_window(self.ctx.limits.merge_write, p.player.stream_players()),
+            None => Duration::ZERO,
         }
     }
 

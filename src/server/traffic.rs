@@ -1,7 +1,7 @@
-//! Bytes moved by RTMP sessions, node-wide: for `/metrics` and the egress rate a node
-//! advertises to the cluster.
+//! Bytes moved by RTMP sessions and HTTP-FLV players, node-wide: for `/metrics` and the
+//! egress rate a node advertises to the cluster.
 //!
-//! Owns two monotonic counters. Must never be more than one relaxed atomic add per socket
+//! Owns three monotonic counters. Must never be more than one relaxed atomic add per socket
 //! read or write on the hot path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +11,7 @@ use std::time::Duration;
 pub struct Traffic {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    flv_bytes_out: AtomicU64,
 }
 
 impl Traffic {
@@ -20,6 +21,20 @@ impl Traffic {
 
     pub(crate) fn wrote(&self, n: u64) {
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wrote_flv(&self, n: u64) {
+        self.flv_bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Bytes written to HTTP-FLV players since start (heads, FLV tags, chunk framing).
+    pub fn flv_bytes_out(&self) -> u64 {
+        self.flv_bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// Everything written to clients, RTMP and HTTP-FLV: the node's egress.
+    pub fn egress_bytes(&self) -> u64 {
+        self.bytes_out() + self.flv_bytes_out()
     }
 
     /// Bytes read from RTMP clients since start (after the handshake).

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod hooks;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,8 @@ pub struct Node {
     pub http: String,
     /// Gossip address peers use (`gossip=`), `None` when the node runs standalone.
     pub gossip: Option<String>,
+    /// HTTP-FLV address (`flv=`), `None` when `flv.listen` is off.
+    pub flv: Option<String>,
 }
 
 impl Node {
@@ -72,6 +75,7 @@ impl Node {
             rtmp: String::new(),
             http: String::new(),
             gossip: None,
+            flv: None,
         };
         let line = node
             .wait_log("ringcast listening", Duration::from_secs(20))
@@ -84,6 +88,7 @@ impl Node {
         node.rtmp = field("rtmp=").expect("rtmp= in the listening line");
         node.http = field("http=").expect("http= in the listening line");
         node.gossip = field("gossip=").filter(|g| g != "off");
+        node.flv = field("flv=").filter(|f| f != "off");
         node
     }
 
@@ -98,6 +103,18 @@ impl Node {
         let json = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("GET {path}: {status} body is not JSON ({e}): {body}"));
         (status, json)
+    }
+
+    /// `http://FLV/path.flv` on this node's HTTP-FLV listener (panics when it has none).
+    pub fn flv_url(&self, path: &str) -> String {
+        let flv = self
+            .flv
+            .as_deref()
+            .expect("the node serves HTTP-FLV (flv.listen)");
+        match path.split_once('?') {
+            Some((stream, query)) => format!("http://{flv}/{stream}.flv?{query}"),
+            None => format!("http://{flv}/{path}.flv"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
