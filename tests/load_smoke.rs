@@ -135,3 +135,61 @@ async fn load_tool_replays_an_flv_file() {
     assert!(out.contains("5 connected of 5"), "{out}");
     assert!(out.contains("0 behind"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_tool_players_play_over_http_flv() {
+    let node = Node::start(&[("RINGCAST_FLV__LISTEN", "127.0.0.1:0")]).await;
+    let dir = std::env::temp_dir().join(format!("ringcast-load-flv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let json = dir.join("report.json").to_string_lossy().to_string();
+    let flv = format!("http://{}/live/smoke", node.flv.as_deref().expect("flv"));
+    let (ok, out, err) = run(
+        Command::new(env!("CARGO_BIN_EXE_ringcast-load")).args([
+            "--url",
+            &node.url("live/smoke"),
+            "--flv-url",
+            &flv,
+            "--streams",
+            "2",
+            "--players",
+            "10",
+            "--ramp",
+            "50",
+            "--duration",
+            "4",
+            "--lead",
+            "1",
+            "--fps",
+            "25",
+            "--gop",
+            "25",
+            "--json",
+            &json,
+            "--fail-if-behind",
+        ]),
+        Duration::from_secs(30),
+    )
+    .await;
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default())
+            .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "ringcast-load failed:\n{out}\n{err}");
+    eprintln!("{out}");
+    assert_eq!(report["players_connected"], 20, "{report}");
+    assert_eq!(report["players_behind"], 0, "{report}");
+    assert_eq!(report["missing_frames"], 0, "{report}");
+    assert!(
+        report["player_fps"]["p50"].as_f64().unwrap_or(0.0) > 20.0,
+        "{report}"
+    );
+    let servers = report["players_by_server"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        servers.keys().collect::<Vec<_>>(),
+        vec![node.flv.as_ref().expect("flv")],
+        "every player played from the HTTP-FLV listener: {report}"
+    );
+}

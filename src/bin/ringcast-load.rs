@@ -103,6 +103,11 @@ struct Cli {
     /// play from before they connect, as players that cannot follow an RTMP 302 do.
     #[arg(long)]
     route_url: Option<String>,
+    /// Players play over HTTP-FLV from this base instead of RTMP:
+    /// http://HOST:PORT/APP/STREAM[.flv] (names STREAM-0.flv.. with --streams N); publishers
+    /// still publish to --publish-url, else --url, over RTMP.
+    #[arg(long)]
+    flv_url: Option<String>,
     /// Runtime worker threads (default: the CPUs this process may run on).
     #[arg(long)]
     threads: Option<usize>,
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
         },
         read_interval: Duration::from_millis(cli.read_interval_ms),
         follow_redirects: cli.follow_redirects,
+        flv_base: cli.flv_url.clone(),
         route_api: cli.route_url.as_deref().map(|u| {
             u.trim_start_matches("http://")
                 .trim_end_matches('/')

@@ -45,6 +45,9 @@ pub struct LoadPlan {
     pub follow_redirects: bool,
     /// `host:port` of a node whose route API players ask before connecting.
     pub route_api: Option<String>,
+    /// Players play over HTTP-FLV from `http://HOST:PORT/APP/STREAM` (`.flv` is added, with
+    /// `-N` before it when there are several streams) instead of RTMP.
+    pub flv_base: Option<String>,
 }
 
 impl LoadPlan {
@@ -60,6 +63,22 @@ impl LoadPlan {
             self.streams,
             i,
         )
+    }
+
+    /// Stream `i`'s HTTP-FLV URL from `base` (`http://HOST:PORT/APP/STREAM[?query]`).
+    pub fn flv_url(&self, base: &str, i: usize) -> String {
+        let (path, query) = base.split_once('?').unwrap_or((base, ""));
+        let path = path.strip_suffix(".flv").unwrap_or(path);
+        let name = if self.streams > 1 {
+            format!("{path}-{i}.flv")
+        } else {
+            format!("{path}.flv")
+        };
+        if query.is_empty() {
+            name
+        } else {
+            format!("{name}?{query}")
+        }
     }
 
     fn nth(base: &RtmpUrl, streams: usize, i: usize) -> RtmpUrl {
@@ -109,12 +128,13 @@ pub async fn run(plan: LoadPlan) -> Report {
     for n in 0..total {
         // Round-robin over streams so every stream ramps up together.
         let url = plan.stream_url(n % plan.streams);
-        let target = match &plan.route_api {
-            Some(api) => player::Target::Route {
+        let target = match (&plan.flv_base, &plan.route_api) {
+            (Some(base), _) => player::Target::Flv(plan.flv_url(base, n % plan.streams)),
+            (None, Some(api)) => player::Target::Route {
                 api: api.clone(),
                 url,
             },
-            None => player::Target::Url(url),
+            (None, None) => player::Target::Url(url),
         };
         let opts = player::PlayerOptions {
             read_interval: plan.read_interval,

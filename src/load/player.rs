@@ -113,6 +113,8 @@ pub enum Target {
         api: String,
         url: RtmpUrl,
     },
+    /// Play over HTTP-FLV: `http://HOST:PORT/APP/STREAM.flv[?query]` (redirects followed).
+    Flv(String),
 }
 
 /// Plays `target` until `until`.
@@ -123,6 +125,7 @@ pub async fn run(target: Target, until: Instant, opts: PlayerOptions) -> PlayerS
         let url = match target {
             Target::Url(url) => url,
             Target::Route { api, url } => route(&api, &url).await?,
+            Target::Flv(url) => return play_flv(&url, started, opts, &mut stats).await,
         };
         play(&url, started, opts, &mut stats).await
     })
@@ -195,6 +198,52 @@ async fn play(
             stats.stamped(seq, msg.timestamp, Instant::now(), measured, &mut last);
         }
     }
+}
+
+/// Plays `url` over HTTP-FLV, recording what [`play`] records.
+async fn play_flv(
+    url: &str,
+    started: Instant,
+    opts: PlayerOptions,
+    stats: &mut PlayerStats,
+) -> Result<(), crate::client::ClientError> {
+    let fail = |e: super::http_flv::HttpFlvError| crate::client::ClientError::Refused {
+        call: "http-flv",
+        code: "http".into(),
+        description: e.to_string(),
+        info: crate::rtmp::amf0::Amf0Value::Null,
+    };
+    let joined_at = now_micros().max(opts.measure_from_us);
+    let redirects = if opts.follow_redirects { 3 } else { 0 };
+    let mut p = super::http_flv::HttpFlvPlayer::connect(url, redirects)
+        .await
+        .map_err(fail)?;
+    stats.connected = true;
+    stats.server = Some(p.server.clone());
+    let mut last = Last::default();
+    while let Some(tag) = p.next_tag().await.map_err(fail)? {
+        stats.bytes = p.bytes_in();
+        if tag.type_id != MSG_VIDEO {
+            continue;
+        }
+        let info = inspect_video(&tag.data);
+        if info.sequence_header || info.command {
+            continue;
+        }
+        stats.video_frames += 1;
+        if stats.ttff.is_none() && info.keyframe {
+            stats.ttff = Some(started.elapsed());
+        }
+        if let Some((sent, seq)) = read_stamp(&tag.data) {
+            let measured = sent >= joined_at;
+            if measured {
+                let delay = now_micros().saturating_sub(sent).min(u32::MAX as u64) as u32;
+                stats.delays_us.push(delay);
+            }
+            stats.stamped(seq, tag.timestamp, Instant::now(), measured, &mut last);
+        }
+    }
+    Ok(())
 }
 
 /// Asks the route API at `api` (`host:port`) where a player of `url`'s stream should go: that
