@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use common::browser;
+use common::hooks::form;
 use common::fleet::wait_for_value;
 use common::*;
 
@@ -26,28 +27,6 @@ fn fixture(name: &str) -> Vec<u8> {
         .join("tests/fixtures/mpegts")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let Some(b) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Serves the page and mpegts.js, and records what the page reports (`/report?...`).
@@ -72,12 +51,7 @@ async fn page_server() -> (String, Reports) {
                     "/player.html" => ("text/html", &page),
                     "/mpegts.js" => ("text/javascript", &script),
                     "/report" => {
-                        let fields = query
-                            .split('&')
-                            .filter_map(|kv| kv.split_once('='))
-                            .map(|(k, v)| (decode(k), decode(v)))
-                            .collect();
-                        record.lock().expect("reports").push(fields);
+                        record.lock().expect("reports").push(form(query));
                         ("text/plain", b"")
                     }
                     _ => ("text/plain", b"not here"),
