@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use common::browser;
-use common::hooks::form;
 use common::fleet::wait_for_value;
+use common::hooks::form;
 use common::*;
 
 const SEC: Duration = Duration::from_secs(1);

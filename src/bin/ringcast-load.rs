@@ -71,7 +71,8 @@ struct Cli {
     /// FLV file for --publish file.
     #[arg(long)]
     flv: Option<PathBuf>,
-    /// Stamp video payloads of the FLV file for delay figures (breaks decoding for real players).
+    /// Stamp the FLV file's H.264 pictures for delay and loss figures: an SEI NAL unit before
+    /// each (the video still decodes, and SRS accepts it).
     #[arg(long)]
     stamp_flv: bool,
     /// Server process to measure (CPU seconds, RSS).

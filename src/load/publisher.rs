@@ -15,8 +15,9 @@ use crate::rtmp::{MSG_AUDIO, MSG_DATA_AMF0, MSG_VIDEO};
 #[derive(Clone)]
 pub enum Source {
     Synthetic(SynthProfile),
-    /// Tags of an FLV file; `stamp` overwrites video payload bytes with a send stamp (breaks
-    /// decoding for real players, gives delay figures to load-tool players).
+    /// Tags of an FLV file; `stamp` puts an SEI NAL unit with a send stamp before each H.264
+    /// picture (delay and loss figures for load-tool players; real players still decode it,
+    /// and servers that parse H.264, SRS among them, accept it).
     File {
         tags: Arc<Vec<FlvTag>>,
         stamp: bool,
@@ -153,12 +154,12 @@ async fn file(
             stats.bytes += tag.data.len() as u64;
             if video.is_some() && !is_header {
                 stats.video_frames += 1;
-                if stamp && tag.data.len() >= 5 + synth::STAMP_LEN {
-                    let mut body = tag.data.to_vec();
-                    synth::stamp(&mut body, seq);
-                    seq += 1;
-                    c.send_media(tag.type_id, ts, &body).await?;
-                    continue;
+                if stamp {
+                    if let Some(body) = synth::with_sei_stamp(&tag.data, seq) {
+                        seq += 1;
+                        c.send_media(tag.type_id, ts, &body).await?;
+                        continue;
+                    }
                 }
             }
             c.send_media(tag.type_id, ts, &tag.data).await?;

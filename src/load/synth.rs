@@ -36,8 +36,44 @@ pub fn stamp(payload: &mut [u8], seq: u32) {
     }
 }
 
-/// Reads (send time, sequence number) from a stamped payload.
+/// The UUID of the load tool's SEI message (user data unregistered).
+const SEI_UUID: &[u8; 16] = b"ringcast-load-ts";
+/// Bytes of the SEI message after its UUID: send time and sequence number as hex digits, so
+/// that no run of zero bytes needs emulation prevention.
+const SEI_STAMP_LEN: usize = 16 + 8;
+
+/// `payload` (a legacy-FLV AVC NALU tag body) with an SEI NAL unit carrying the send time and
+/// `seq` put before its NAL units: the picture still decodes and servers that parse H.264
+/// (SRS) accept it. Other payloads get `None`.
+pub fn with_sei_stamp(payload: &[u8], seq: u32) -> Option<Vec<u8>> {
+    // AVC (codec 7), NALU packet (type 1).
+    if payload.len() < 5 || payload[0] & 0x0f != 7 || payload[1] != 1 {
+        return None;
+    }
+    let size = 16 + SEI_STAMP_LEN;
+    // NAL header, payload type 5, payload size, UUID, stamp, rbsp stop bit.
+    let nal_len = 1 + 1 + 1 + size + 1;
+    let mut out = Vec::with_capacity(payload.len() + 4 + nal_len);
+    out.extend_from_slice(&payload[..5]);
+    out.extend_from_slice(&(nal_len as u32).to_be_bytes());
+    out.extend_from_slice(&[0x06, 0x05, size as u8]);
+    out.extend_from_slice(SEI_UUID);
+    out.extend_from_slice(format!("{:016x}{seq:08x}", now_micros()).as_bytes());
+    out.push(0x80);
+    out.extend_from_slice(&payload[5..]);
+    Some(out)
+}
+
+/// Reads (send time, sequence number) from a stamped payload (either form).
 pub fn read_stamp(payload: &[u8]) -> Option<(u64, u32)> {
+    if let Some(sei) = payload.get(STAMP_AT + 4..STAMP_AT + 7 + 16 + SEI_STAMP_LEN) {
+        if sei[..3] == [0x06, 0x05, (16 + SEI_STAMP_LEN) as u8] && &sei[3..19] == SEI_UUID {
+            let hex = std::str::from_utf8(&sei[19..]).ok()?;
+            let sent = u64::from_str_radix(hex.get(..16)?, 16).ok()?;
+            let seq = u32::from_str_radix(hex.get(16..)?, 16).ok()?;
+            return Some((sent, seq));
+        }
+    }
     let s = payload.get(STAMP_AT..STAMP_AT + STAMP_LEN)?;
     if &s[..4] != STAMP_MAGIC {
         return None;
@@ -106,6 +142,26 @@ impl SynthProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sei_stamp_keeps_the_nal_units_and_reads_back() {
+        // A legacy AVC NALU tag: header, one 4-byte-length NAL unit.
+        let body = [0x27, 1, 0, 0, 0, 0, 0, 0, 3, 0x41, 0x9a, 0x02];
+        let stamped = with_sei_stamp(&body, 77).expect("AVC");
+        let (sent, seq) = read_stamp(&stamped).expect("stamp");
+        assert_eq!(seq, 77);
+        assert!(now_micros() - sent < 10_000_000);
+        // The original NAL unit follows the SEI one, whole.
+        assert!(stamped.ends_with(&body[5..]));
+        let sei_len = u32::from_be_bytes([stamped[5], stamped[6], stamped[7], stamped[8]]);
+        assert_eq!(&stamped[9 + sei_len as usize..], &body[5..]);
+        // No two zero bytes in a row inside the SEI payload.
+        let sei = &stamped[9..9 + sei_len as usize];
+        assert!(!sei.windows(2).any(|w| w == [0, 0]));
+        // Not AVC, or a sequence header: left alone.
+        assert!(with_sei_stamp(&[0x2c, 1, 0, 0, 0, 1], 1).is_none());
+        assert!(with_sei_stamp(&[0x17, 0, 0, 0, 0, 1], 1).is_none());
+    }
 
     #[test]
     fn stamps_round_trip_and_sizes_match_the_bitrate() {
