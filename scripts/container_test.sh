@@ -187,7 +187,7 @@ if ! port_free $solo_port; then
 else
   solo=ringcast-ct-standalone
   containers+=("$solo")
-  if pm 60 run -d --name "$solo" --read-only --cap-drop ALL \
+  if pm 60 run -d --name "$solo" --read-only --read-only-tmpfs=false --cap-drop ALL \
     --security-opt no-new-privileges --health-interval disable \
     -p "127.0.0.1:$solo_port:1935" "$image" >/dev/null; then
     publish "rtmp://127.0.0.1:$solo_port/live/solo" 20 "$run_dir/solo-publish.log"
@@ -230,7 +230,7 @@ node() { # ID ROLE INDEX BASE [ENV...]
   local id=$1 role=$2 i=$3 b=$4
   shift 4
   containers+=("ringcast-ct-$id")
-  pm 60 run -d --name "ringcast-ct-$id" --network host --read-only --cap-drop ALL \
+  pm 60 run -d --name "ringcast-ct-$id" --network host --read-only --read-only-tmpfs=false --cap-drop ALL \
     --security-opt no-new-privileges --health-interval disable --env-file "$secret_file" \
     -e RINGCAST_NODE__ID="$id" -e RINGCAST_NODE__ROLE="$role" \
     -e RINGCAST_NODE__DRAIN_TIMEOUT_S=600 \
