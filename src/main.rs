@@ -1,8 +1,10 @@
 //! The `ringcast` binary: parse the command line, load the config, run the node.
 
-use std::net::IpAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tracing::{error, info};
@@ -32,6 +34,20 @@ struct Cli {
 enum Command {
     /// Print a signed URL (expires=...&sig=...) that allows publishing or playing one stream.
     Token(TokenArgs),
+    /// Ask this node's HTTP listener (http.listen, from the same config and environment) for
+    /// GET /healthz, or /readyz with --ready; exit 0 on 200, else 1. For container health
+    /// checks (Docker HEALTHCHECK, compose), where the image has no HTTP client.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct HealthcheckArgs {
+    /// Ask GET /readyz (503 while starting or draining) instead of GET /healthz.
+    #[arg(long)]
+    ready: bool,
+    /// Give up after this many milliseconds (connect, then the whole answer).
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -64,8 +80,12 @@ const TOKEN_KEYS_ENV: &str = "RINGCAST_TOKEN__KEYS";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Token(args)) = &cli.command {
-        return token_command(cli.config.as_deref(), args);
+    match &cli.command {
+        Some(Command::Token(args)) => return token_command(cli.config.as_deref(), args),
+        Some(Command::Healthcheck(args)) => {
+            return healthcheck_command(cli.config.as_deref(), args)
+        }
+        None => {}
     }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -176,6 +196,94 @@ fn default_base_url(cfg: &Config) -> String {
         p => p,
     };
     format!("rtmp://127.0.0.1:{port}")
+}
+
+/// `ringcast healthcheck`: GET /healthz (or /readyz) on `http.listen`, a wildcard address
+/// asked on loopback. Every failure exits 1, a bad config included: Docker reserves exit
+/// code 2 of a health check.
+fn healthcheck_command(config: Option<&Path>, args: &HealthcheckArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("ringcast healthcheck: {msg}");
+        ExitCode::FAILURE
+    };
+    let cfg = match Config::load(config) {
+        Ok(cfg) => cfg,
+        Err(e) => return fail(format!("config error: {e}")),
+    };
+    let listen = cfg.http.listen;
+    if listen.port() == 0 {
+        return fail(format!(
+            "http.listen ({listen}) has port 0: the port is only known to the running node"
+        ));
+    }
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let addr = SocketAddr::new(ip, listen.port());
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let timeout = Duration::from_millis(args.timeout_ms.max(1));
+    match http_get_status(addr, path, timeout) {
+        Ok((200, _)) => {
+            println!("GET http://{addr}{path}: 200");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => fail(format!(
+            "GET http://{addr}{path}: {status} {}",
+            body.chars().take(200).collect::<String>().trim()
+        )),
+        Err(e) => fail(format!("GET http://{addr}{path}: {e}")),
+    }
+}
+
+/// One HTTP/1.1 GET with `Connection: close`: the status code and the start of the body.
+/// Blocking, bounded by `timeout` for the connect and for the answer, at most 64 KiB read.
+fn http_get_status(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ringcast-healthcheck\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while answer.len() < 64 * 1024 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err("timed out waiting for the answer".to_owned());
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                text.chars().take(40).collect::<String>()
+            )
+        })?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_owned()))
 }
 
 fn init_logging(cfg: &Config) {

@@ -1,6 +1,9 @@
 //! The binary's command line and config errors, as an operator meets them.
 
+mod common;
+
 use std::process::Command;
+use std::time::Duration;
 
 fn ringcast(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
@@ -260,4 +263,68 @@ fn token_refuses_bad_input_with_exit_2() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("rtmp.lisen"), "{err}");
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: another process could take it before the
+/// node does, which only makes the test fail loudly).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// `ringcast healthcheck` (the image's HEALTHCHECK): asks the node that the same environment
+/// configures, a wildcard `http.listen` on loopback; 0 when alive, 1 otherwise; `--ready`
+/// follows `/readyz`, so a draining node is alive but not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_asks_the_configured_http_listener() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let wildcard = format!("0.0.0.0:{port}");
+    let check = |listen: &str, extra: &[&str]| {
+        let mut args = vec!["healthcheck"];
+        args.extend_from_slice(extra);
+        ringcast(&args, &[("RINGCAST_HTTP__LISTEN", listen)])
+    };
+
+    // Nothing listens yet.
+    let (code, _, err) = check(&listen, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("GET http://{listen}/healthz")),
+        "{err}"
+    );
+
+    let node = common::Node::start(&[("RINGCAST_HTTP__LISTEN", listen.as_str())]).await;
+    let (code, out, err) = check(&listen, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/healthz: 200"), "{out}");
+    // 0.0.0.0 is asked on 127.0.0.1.
+    let (code, out, err) = check(&wildcard, &["--ready"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("http://{listen}/readyz: 200")),
+        "{out}"
+    );
+
+    // A publisher keeps a draining node running: alive, not ready.
+    let publisher = common::synthetic_publisher(&node.url("live/hc"), 25, 200, 25, 25 * 30);
+    node.wait_log("publish start", Duration::from_secs(10))
+        .await;
+    node.signal("TERM");
+    node.wait_log("draining", Duration::from_secs(10)).await;
+    let (code, _, err) = check(&listen, &["--ready"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("503") && err.contains("draining"), "{err}");
+    let (code, _, err) = check(&listen, &[]);
+    assert_eq!(code, 0, "{err}");
+    publisher.abort();
+
+    // A port only the running node knows, and a bad config, are failures too (never 2:
+    // Docker reserves it).
+    let (code, _, err) = check("127.0.0.1:0", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("port 0"), "{err}");
+    let (code, _, err) = check("nowhere", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("http.listen"), "{err}");
 }
