@@ -23,12 +23,23 @@ use std::process::Command;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-/// Each listener: its config key, the name of its container port, its protocol.
+/// Each listener: its config key, the name of its container port, its protocol. Every node
+/// has the first three; the others only where they are turned on (a non-empty value).
 const LISTENERS: &[(&str, &str, &str)] = &[
     ("rtmp.listen", "rtmp", "TCP"),
     ("http.listen", "http", "TCP"),
     ("cluster.gossip_listen", "gossip", "UDP"),
+    ("flv.listen", "flv", "TCP"),
 ];
+
+/// The listeners `cfg` turns on.
+fn listeners_on(
+    cfg: &toml::Value,
+) -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> + '_ {
+    LISTENERS
+        .iter()
+        .filter(|(k, _, _)| !get_str(cfg, k).is_empty())
+}
 
 /// What a node needs after its drain before the supervisor's SIGKILL: `app::SHUTDOWN_GRACE`
 /// (5 s) for sessions to close, about 1 s to leave gossip, and room to spare.
@@ -341,8 +352,7 @@ fn both_dockerfiles_build_the_same_runtime_image() {
         .find_map(|l| l.strip_prefix("EXPOSE "))
         .expect("EXPOSE");
     let exposed: BTreeSet<&str> = expose.split_whitespace().collect();
-    let wanted: BTreeSet<String> = LISTENERS
-        .iter()
+    let wanted: BTreeSet<String> = listeners_on(&default)
         .map(|(k, _, proto)| format!("{}/{}", port_of(&default, k), proto.to_lowercase()))
         .collect();
     assert_eq!(
@@ -530,7 +540,7 @@ fn compose_nodes_pass_check_config_and_agree() {
             let cfg = &n.cfg;
             assert_eq!(get_str(cfg, "node.id"), n.name, "{what}: node id");
             assert_placeholder_refused(&n.env, &what);
-            for (k, _, _) in LISTENERS {
+            for (k, _, _) in listeners_on(cfg) {
                 assert!(
                     is_wildcard(get_str(cfg, k)),
                     "{what}: {k} must listen on the compose network, not loopback"
@@ -554,7 +564,11 @@ fn compose_nodes_pass_check_config_and_agree() {
             if host != n.name {
                 assert_eq!(Some(host), public_host, "{what}: advertises {host}");
                 let (_, http_port) = http_advertise(cfg);
-                for p in [port, http_port] {
+                // HTTP-FLV is advertised like HTTP: the RTMP host, its own port.
+                let flv_port = listeners_on(cfg)
+                    .find(|(k, _, _)| *k == "flv.listen")
+                    .map(|(k, _, _)| port_of(cfg, k));
+                for p in [port, http_port].into_iter().chain(flv_port) {
                     assert!(
                         ports.contains(&(p, p)),
                         "{what}: advertised on the public host, so {p}:{p} must be published"
@@ -562,7 +576,11 @@ fn compose_nodes_pass_check_config_and_agree() {
                 }
             }
             if role(n) == "edge" {
-                for (k, _, proto) in LISTENERS {
+                assert!(
+                    listeners_on(cfg).any(|(k, _, _)| *k == "flv.listen"),
+                    "{what}: edges serve browsers over HTTP-FLV"
+                );
+                for (k, _, proto) in listeners_on(cfg) {
                     if *proto == "TCP" {
                         let p = port_of(cfg, k);
                         assert!(ports.contains(&(p, p)), "{what}: {k} published as {p}:{p}");
@@ -1104,7 +1122,13 @@ fn check_k8s(objects: &[Yaml], secrets: &BTreeMap<String, BTreeMap<String, Strin
         }
 
         // Listeners: wildcard, each a named container port of its number and protocol.
-        for (k, port_name, proto) in LISTENERS {
+        if role == "edge" {
+            assert!(
+                listeners_on(cfg).any(|(k, _, _)| *k == "flv.listen"),
+                "{w}: edges serve browsers over HTTP-FLV"
+            );
+        }
+        for (k, port_name, proto) in listeners_on(cfg) {
             assert!(
                 is_wildcard(get_str(cfg, k)),
                 "{w}: {k} must not be loopback"
@@ -1257,7 +1281,7 @@ fn check_k8s(objects: &[Yaml], secrets: &BTreeMap<String, BTreeMap<String, Strin
         "{what}: {origins} origins, {edges} edges"
     );
 
-    // The LoadBalancer sends RTMP to the edges' RTMP port.
+    // The LoadBalancer sends RTMP (and HTTP-FLV) to the edges' listeners of the same name.
     let lb: Vec<&&Yaml> = services
         .iter()
         .filter(|s| s["spec"]["type"].as_str() == Some("LoadBalancer"))
@@ -1272,12 +1296,26 @@ fn check_k8s(objects: &[Yaml], secrets: &BTreeMap<String, BTreeMap<String, Strin
             "{what}: LoadBalancer -> edges only"
         );
         if is_edge {
+            let names: Vec<String> = array(&lb[0]["spec"]["ports"], "ports")
+                .iter()
+                .map(|p| scalar(&p["name"], "LoadBalancer port name"))
+                .collect();
+            assert!(
+                names.contains(&"rtmp".to_string()),
+                "{what}: LoadBalancer rtmp"
+            );
             for port in array(&lb[0]["spec"]["ports"], "ports") {
+                let name = scalar(&port["name"], "LoadBalancer port name");
+                let key = match name.as_str() {
+                    "rtmp" => "rtmp.listen",
+                    "flv" => "flv.listen",
+                    other => panic!("{what}: LoadBalancer port {other}: players use rtmp and flv"),
+                };
                 let target = container_port(&pod.spec["containers"][0], &port["targetPort"], what);
                 assert_eq!(
                     target,
-                    port_of(&pod.cfg, "rtmp.listen"),
-                    "{what}: LoadBalancer port"
+                    port_of(&pod.cfg, key),
+                    "{what}: LoadBalancer port {name}"
                 );
             }
         }
