@@ -1,132 +1,265 @@
 #!/usr/bin/env bash
-# ringcast vs nginx-rtmp, same machine, same run, same load tool.
+# ringcast, SRS and nginx-rtmp on the same machine, in the same run, with the same load tool
+# and the same media, at matched latency settings.
 #
-#   benches/compare.sh            # full run (about 10 minutes on 2 cores)
-#   QUICK=1 benches/compare.sh    # short steps, for a smoke check
+#   benches/compare.sh            # full run, about 25 minutes on 2 cores
+#   QUICK=1 benches/compare.sh    # one short step of each kind, for a smoke check
+#   SERVERS="ringcast srs" benches/compare.sh   # a subset
 #
-# Server pinned to CPU 0, load tool to CPU 1 (taskset). Both servers use chunk size 4096.
-# Results: target/bench/*.json (one per run) and target/bench/summary.md (tables + ratios),
-# which BENCHMARKS.md quotes. Installs nginx + libnginx-mod-rtmp when missing.
+# Servers (each pinned to CPU 0, the load tool and rtmpdump on CPU 1):
+#   nginx         nginx-rtmp (Debian's libnginx-mod-rtmp): writes every message at once
+#   srs           SRS 6 as it comes: merges a player's writes for up to 350 ms (mw_latency)
+#   srs-low       SRS with min_latency on, mw_latency 0, mw_msgs 0, tcp_nodelay on
+#   ringcast      ringcast's default (rtmp.merge_write_ms from conf/default.toml)
+#   ringcast-350  rtmp.merge_write_ms = 350: the same budget as SRS's default
+#   ringcast-0    rtmp.merge_write_ms = 0: every frame written at once, as srs-low and nginx
+# SRS is ../shared/peers/srs (see its README) or $SRS; without it, its runs are skipped.
+#
+# Media: real H.264/AAC FLV files made here with ffmpeg (SRS refuses synthetic NAL units),
+# replayed by ringcast-load with an SEI send stamp in every picture (--stamp-flv).
+# Steps:
+#   120       120 load-tool players of one 1 Mb/s stream
+#   rtmpdump  120 rtmpdump players of one 1 Mb/s stream (CPU from /proc, bytes from files)
+#   fanout-N  N players of one 2.5 Mb/s stream, N in $FANOUT_STEPS (1000 2000 5000)
+#   streams-N N streams of 600 kb/s, one player each, N in $STREAM_STEPS (300 1000 1500)
+#   idle      2000 players of a stream nobody publishes: RSS per player
+# Results: target/bench/compare/*.json and summary.md (benches/summarize.py), which
+# BENCHMARKS.md quotes. Installs nginx, libnginx-mod-rtmp, rtmpdump and ffmpeg when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=target/bench
-mkdir -p "$OUT"
-rm -f "$OUT"/*.json
-SERVER_CPU=${SERVER_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
+OUT=target/bench/compare
+MEDIA=target/bench/media
+mkdir -p "$OUT" "$MEDIA"
+rm -f "$OUT"/*.json "$OUT"/*.txt
 QUICK=${QUICK:-0}
 STEP_SECONDS=${STEP_SECONDS:-$([ "$QUICK" = 1 ] && echo 6 || echo 15)}
-FANOUT_STEPS=${FANOUT_STEPS:-$([ "$QUICK" = 1 ] && echo "250 1000" || echo "1000 2000 2500 3000 3500 4000 5000 6000 8000 10000")}
-NGINX_PORT=${NGINX_PORT:-19361}
-RINGCAST_PORT=${RINGCAST_PORT:-19362}
+FANOUT_STEPS=${FANOUT_STEPS:-$([ "$QUICK" = 1 ] && echo "1000" || echo "1000 2000 5000")}
+STREAM_STEPS=${STREAM_STEPS:-$([ "$QUICK" = 1 ] && echo "300" || echo "300 1000 1500")}
+SERVERS=${SERVERS:-"nginx srs srs-low ringcast ringcast-350 ringcast-0"}
+SRS=${SRS:-../shared/peers/srs}
+PORT=${PORT:-19371}
+HTTP_PORT=${HTTP_PORT:-19372}
 
-if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+need=()
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(nginx libnginx-mod-rtmp)
+command -v rtmpdump >/dev/null || need+=(rtmpdump)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nginx libnginx-mod-rtmp
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
 fi
 cargo build --release --bin ringcast --bin ringcast-load
 LOAD=target/release/ringcast-load
 
-NGINX_DIR=$(mktemp -d)
+# The media, made once: real H.264 + AAC at the steps' bitrates.
+make_media() { # file, size, fps, gop, video kb/s
+  [ -s "$MEDIA/$1" ] && return 0
+  ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=$2:rate=$3" \
+    -f lavfi -i "sine=frequency=440:sample_rate=44100" -t 30 -c:v libx264 -preset veryfast \
+    -b:v "${5}k" -maxrate "${5}k" -bufsize "$((${5} * 2))k" -g "$4" -keyint_min "$4" \
+    -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$MEDIA/$1"
+}
+make_media 1m.flv 640x360 30 60 936
+make_media 2m5.flv 1280x720 30 60 2436
+make_media 600k.flv 640x360 25 50 536
+
+WORK=$(mktemp -d)
+SERVER_PID=""
 cleanup() {
-  [ -f "$NGINX_DIR/nginx.pid" ] && kill "$(cat "$NGINX_DIR/nginx.pid")" 2>/dev/null || true
-  pkill -f "ringcast.*--config $OUT/ringcast.toml" 2>/dev/null || true
-  rm -rf "$NGINX_DIR"
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  pkill -f "rtmpdump -q -r rtmp://127.0.0.1:$PORT" 2>/dev/null || true
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
 
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $PORT" >&2
+  return 1
+}
+
 start_nginx() {
-  cat > "$NGINX_DIR/nginx.conf" <<EOF
+  cat >"$WORK/nginx.conf" <<EOF
 daemon on;
 master_process on;
 worker_processes 1;
 worker_rlimit_nofile 20000;
-pid $NGINX_DIR/nginx.pid;
-error_log $NGINX_DIR/error.log warn;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 events { worker_connections 20000; }
 rtmp {
   server {
-    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$PORT;
     chunk_size 4096;
     application live { live on; record off; wait_key on; }
   }
 }
 EOF
-  taskset -c "$SERVER_CPU" nginx -c "$NGINX_DIR/nginx.conf" -p "$NGINX_DIR"
-  sleep 0.5
+  taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK"
+  wait_port
   # The RTMP work happens in the single worker, a child of the master.
-  SERVER_PID=$(pgrep -P "$(cat "$NGINX_DIR/nginx.pid")" | head -1)
-  SERVER_URL=rtmp://127.0.0.1:$NGINX_PORT/live
+  SERVER_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
 }
-
 stop_nginx() {
-  kill "$(cat "$NGINX_DIR/nginx.pid")" 2>/dev/null || true
+  kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  rm -f "$WORK/nginx.pid"
   sleep 1
+  SERVER_PID=""
 }
 
-start_ringcast() { # [merge_write_ms]
-  cat > "$OUT/ringcast.toml" <<EOF
+start_srs_with() { # vhost body
+  cat >"$WORK/srs.conf" <<EOF
+listen 127.0.0.1:$PORT; max_connections 12000; daemon off; srs_log_tank console;
+srs_log_level warn; pid $WORK/srs.pid;
+vhost __defaultVhost__ { $1 }
+EOF
+  ulimit -n 65536 2>/dev/null || true
+  taskset -c 0 "$SRS" -c "$WORK/srs.conf" >"$WORK/srs.log" 2>&1 &
+  SERVER_PID=$!
+  wait_port
+}
+start_srs() { start_srs_with ""; }
+start_srs-low() {
+  start_srs_with "min_latency on; tcp_nodelay on; play { mw_latency 0; mw_msgs 0; }"
+}
+stop_srs() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+stop_srs-low() { stop_srs; }
+
+start_ringcast_with() { # [merge_write_ms]
+  local merge=""
+  [ -n "${1:-}" ] && merge="merge_write_ms = $1"
+  cat >"$WORK/ringcast.toml" <<EOF
 [rtmp]
-listen = "127.0.0.1:$RINGCAST_PORT"
+listen = "127.0.0.1:$PORT"
 chunk_size = 4096
 max_connections = 20000
 max_connections_per_ip = 0
-merge_write_ms = ${1:-100}
+max_waiting_streams = 20000
+$merge
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
 [log]
 level = "warn"
 EOF
-  taskset -c "$SERVER_CPU" target/release/ringcast --config "$OUT/ringcast.toml" 2>"$OUT/ringcast.log" &
+  ulimit -n 65536 2>/dev/null || true
+  taskset -c 0 target/release/ringcast --config "$WORK/ringcast.toml" 2>"$WORK/ringcast.log" &
   SERVER_PID=$!
-  sleep 0.5
-  SERVER_URL=rtmp://127.0.0.1:$RINGCAST_PORT/live
+  wait_port
 }
-
-# ringcast with write merging off: every frame written at once, as nginx-rtmp does.
-start_nomerge() { start_ringcast 0; }
-stop_nomerge() { stop_ringcast; }
-
+start_ringcast() { start_ringcast_with; }
+start_ringcast-350() { start_ringcast_with 350; }
+start_ringcast-0() { start_ringcast_with 0; }
 stop_ringcast() {
   kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
 }
+stop_ringcast-350() { stop_ringcast; }
+stop_ringcast-0() { stop_ringcast; }
 
+URL=rtmp://127.0.0.1:$PORT/live
+# Publishers replay a file, with a send stamp in every picture (the file name follows).
+FILE=(--publish file --stamp-flv --flv)
 load() { # name, then ringcast-load arguments
-  local name=$1; shift
-  taskset -c "$LOAD_CPU" "$LOAD" --server-pid "$SERVER_PID" --label "$name" --json "$OUT/$name.json" "$@" \
-    | tee "$OUT/$name.txt"
+  local name=$1
+  shift
+  ulimit -n 65536 2>/dev/null || true
+  taskset -c 1 "$LOAD" --server-pid "$SERVER_PID" --label "$name" --json "$OUT/$name.json" \
+    "$@" | tee "$OUT/$name.txt"
 }
 
-for server in nginx ringcast nomerge; do
-  echo "######## $server"
-  # 1. Fan-out: one 2.5 Mb/s stream, N players; stop after the first step with players behind.
-  for n in $FANOUT_STEPS; do
-    start_$server
-    load "$server-fanout-$n" --url "$SERVER_URL/fan" --players "$n" --ramp 1000 \
-      --duration "$STEP_SECONDS" --bitrate 2500 --fps 30 --gop 60
-    stop_$server
-    behind=$(python3 -c "import json;print(json.load(open('$OUT/$server-fanout-$n.json'))['players_behind'])")
-    [ "$behind" = 0 ] || break
+# CPU seconds (user + system) of a process, from /proc.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# 120 rtmpdump players: the publisher from the load tool, CPU and RSS from /proc, bytes from
+# what rtmpdump wrote.
+rtmpdump_step() { # name
+  local name=$1 dir="$WORK/dump" seconds=$STEP_SECONDS
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  taskset -c 1 "$LOAD" --url "$URL/dump" --publish file --flv "$MEDIA/1m.flv" --players 0 \
+    --duration "$((seconds + 6))" --lead 0 --label "$name-publisher" >/dev/null &
+  local publisher=$!
+  sleep 3
+  local pids=()
+  for i in $(seq 1 120); do
+    taskset -c 1 rtmpdump -q -r "$URL/dump" --live -o "$dir/$i.flv" 2>/dev/null &
+    pids+=($!)
   done
-  # 3 + 4. Delay and time to first frame at 100 players (late joiners, ramped).
-  start_$server
-  load "$server-delay-100" --url "$SERVER_URL/delay" --players 100 --ramp 20 \
-    --duration "$STEP_SECONDS" --bitrate 2500 --fps 30 --gop 60
-  stop_$server
-  [ "$server" = nomerge ] && continue
-  # 2. Many streams: 500 publishers at 500 kb/s, one player each.
-  start_$server
-  load "$server-streams-500" --url "$SERVER_URL/many" --streams 500 --players 1 --ramp 500 \
-    --duration "$STEP_SECONDS" --lead 5 --bitrate 436 --audio-kbps 64 --fps 25 --gop 50
-  stop_$server
-  # 5. Memory: 2000 idle players (no publisher), then 2000 active ones.
-  start_$server
-  load "$server-idle-2000" --url "$SERVER_URL/idle" --publish none --players 2000 --ramp 1000 \
-    --duration 5
-  stop_$server
+  sleep 2
+  local cpu0 cpu1 bytes0 bytes1
+  cpu0=$(cpu_s "$SERVER_PID")
+  bytes0=$(du -sb "$dir" | cut -f1)
+  sleep "$seconds"
+  cpu1=$(cpu_s "$SERVER_PID")
+  bytes1=$(du -sb "$dir" | cut -f1)
+  local rss
+  rss=$(rss_kib "$SERVER_PID")
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "$publisher" 2>/dev/null || true
+  local alive=0
+  for f in "$dir"/*.flv; do [ -s "$f" ] && alive=$((alive + 1)); done
+  python3 - "$OUT/$name.json" "$name" "$cpu0" "$cpu1" "$bytes0" "$bytes1" "$seconds" "$alive" "$rss" <<'PY'
+import json, sys
+path, name, c0, c1, b0, b1, secs, alive, rss = sys.argv[1:]
+cpu, gb = float(c1) - float(c0), (int(b1) - int(b0)) / 1e9
+json.dump({"label": name, "kind": "rtmpdump", "players": 120, "players_connected": int(alive),
+           "duration_s": float(secs), "egress_gbps": gb * 8 / float(secs),
+           "server": {"cpu_seconds": cpu, "cpu_cores": cpu / float(secs),
+                      "cpu_seconds_per_gb": cpu / gb if gb > 0 else None,
+                      "rss_end_kib": int(rss)}}, open(path, "w"))
+print(f"== {name}: 120 rtmpdump players, {gb:.3f} GB in {secs} s, server {cpu:.2f} cpu-s, "
+      f"{cpu / gb if gb else float('nan'):.3f} cpu-s/GB, {alive} recordings")
+PY
+  rm -rf "$dir"
+}
+
+for server in $SERVERS; do
+  case $server in
+    srs | srs-low)
+      if [ ! -x "$SRS" ]; then
+        echo "######## $server: skipped ($SRS not found)"
+        continue
+      fi
+      ;;
+  esac
+  echo "######## $server"
+  "start_$server"
+  load "$server-120" --url "$URL/small" "${FILE[@]}" "$MEDIA/1m.flv" --players 120 --ramp 120 \
+    --duration "$STEP_SECONDS"
+  "stop_$server"
+  "start_$server"
+  rtmpdump_step "$server-rtmpdump"
+  "stop_$server"
+  for n in $FANOUT_STEPS; do
+    "start_$server"
+    load "$server-fanout-$n" --url "$URL/fan" "${FILE[@]}" "$MEDIA/2m5.flv" --players "$n" \
+      --ramp 1000 --duration "$STEP_SECONDS"
+    "stop_$server"
+  done
+  for n in $STREAM_STEPS; do
+    "start_$server"
+    load "$server-streams-$n" --url "$URL/many" "${FILE[@]}" "$MEDIA/600k.flv" --streams "$n" \
+      --players 1 --ramp 500 --duration "$STEP_SECONDS" --lead 5
+    "stop_$server"
+  done
+  "start_$server"
+  load "$server-idle" --url "$URL/idle" --publish none --players 2000 --ramp 1000 --duration 5
+  "stop_$server"
 done
 
-python3 benches/summarize.py "$OUT" > "$OUT/summary.md"
+python3 benches/summarize.py "$OUT" >"$OUT/summary.md"
 cat "$OUT/summary.md"

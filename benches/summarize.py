@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turns the ringcast-load JSON reports of benches/compare.sh into Markdown tables with ratios."""
+"""Turns the reports of benches/compare.sh (target/bench/compare/*.json) into Markdown tables:
+one row per server and step, and the ratios at matched latency settings."""
 import glob
 import json
 import os
@@ -7,17 +8,25 @@ import platform
 import subprocess
 import sys
 
-out = sys.argv[1] if len(sys.argv) > 1 else "target/bench"
+out = sys.argv[1] if len(sys.argv) > 1 else "target/bench/compare"
 runs = {}
 for path in glob.glob(os.path.join(out, "*.json")):
     with open(path) as f:
         r = json.load(f)
     runs[r["label"]] = r
 
-# nginx-rtmp first: every ratio is "this server / nginx-rtmp".
-SERVERS = ["nginx", "ringcast", "nomerge"]
-NAMES = {"nginx": "nginx-rtmp", "ringcast": "ringcast (default)",
-         "nomerge": "ringcast, merge_write_ms = 0"}
+SERVERS = ["nginx", "srs", "srs-low", "ringcast", "ringcast-350", "ringcast-0"]
+NAMES = {
+    "nginx": "nginx-rtmp",
+    "srs": "SRS (default: mw_latency 350)",
+    "srs-low": "SRS (min_latency, mw_latency 0)",
+    "ringcast": "ringcast (default)",
+    "ringcast-350": "ringcast, merge_write_ms = 350",
+    "ringcast-0": "ringcast, merge_write_ms = 0",
+}
+# (ringcast setting, the setting it is matched with)
+PAIRS = [("ringcast-350", "srs"), ("ringcast-0", "srs-low"), ("ringcast", "srs"),
+         ("ringcast-0", "nginx"), ("ringcast", "nginx")]
 
 
 def get(label, *keys, default=None):
@@ -33,8 +42,8 @@ def fmt(v, spec=".2f"):
     return "-" if v is None else format(v, spec)
 
 
-def ratio(base, v):
-    return None if base in (None, 0) or v is None else v / base
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
 
 
 def cpu_model():
@@ -47,104 +56,118 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def nginx_version():
+def version(cmd):
     try:
-        return subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    except OSError:
-        return "nginx not found"
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "not found"
 
 
 present = [s for s in SERVERS if any(l.startswith(s + "-") for l in runs)]
-others = [s for s in present if s != "nginx"]
-
 print(f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} {platform.release()}; "
-      f"{nginx_version()} with libnginx-mod-rtmp. Server on CPU 0, load tool on CPU 1.\n")
+      f"{version(['nginx', '-v'])}; SRS {version(['../shared/peers/srs', '-v'])}. "
+      "Server on CPU 0, load tool (and rtmpdump) on CPU 1.\n")
 
-# 1. Fan-out
-steps = sorted({int(l.split("-")[-1]) for l in runs if "-fanout-" in l})
-print("### Fan-out: one 2.5 Mb/s stream to N players\n")
-print("Players are counted as behind when their delay p95 exceeds 1 s after the ramp, when they "
-      "lost more than 1 % of frames, or when they failed. Each server runs until the first step "
-      "with a player behind.\n")
-print("| N | server | behind | egress Gb/s | server cores | CPU-s per GB | delay p50 / p99 ms | load tool cores |")
-print("|---|---|---|---|---|---|---|---|")
-sustained = {}
-for n in steps:
+
+def steps(prefix):
+    found = set()
+    for label in runs:
+        for s in present:
+            if label.startswith(f"{s}-{prefix}"):
+                rest = label[len(s) + 1 + len(prefix):]
+                if rest.isdigit():
+                    found.add(int(rest))
+    return sorted(found)
+
+
+def row(label, server):
+    r = runs.get(label)
+    if r is None:
+        return None
+    d = r.get("delay_ms") or {}
+    t = r.get("ttff_ms") or {}
+    s = r.get("server") or {}
+    gap = r.get("max_gap_ms") or {}
+    return (f"| {NAMES[server]} | {r.get('players_connected', '-')} of {r.get('players', '-')} | "
+            f"{r.get('players_behind', '-')} | {fmt(s.get('cpu_cores'))} | "
+            f"{fmt(s.get('cpu_seconds_per_gb'), '.3f')} | {fmt(d.get('p50'), '.1f')} / "
+            f"{fmt(d.get('p99'), '.1f')} | {fmt(t.get('p50'), '.1f')} | {fmt(gap.get('max'), '.0f')} | "
+            f"{fmt(r.get('load_tool_cores'))} |")
+
+
+HEAD = ("| server | connected | behind | server cores | CPU-s per GB | delay p50 / p99 ms | "
+        "first frame p50 ms | longest gap ms | load tool cores |\n"
+        "|---|---|---|---|---|---|---|---|---|")
+
+
+def table(title, label_of):
+    print(f"### {title}\n")
+    print(HEAD)
     for s in present:
-        l = f"{s}-fanout-{n}"
-        if l not in runs:
-            continue
-        behind = get(l, "players_behind")
-        if behind == 0:
-            sustained[s] = max(sustained.get(s, 0), n)
-        print(f"| {n} | {NAMES[s]} | {behind} | {fmt(get(l, 'egress_gbps'), '.3f')} | "
-              f"{fmt(get(l, 'server', 'cpu_cores'))} | {fmt(get(l, 'server', 'cpu_seconds_per_gb'), '.3f')} | "
-              f"{fmt(get(l, 'delay_ms', 'p50'), '.1f')} / {fmt(get(l, 'delay_ms', 'p99'), '.1f')} | "
-              f"{fmt(get(l, 'load_tool_cores'))} |")
-print()
+        line = row(label_of(s), s)
+        if line:
+            print(line)
+    print()
 
 
-def header(first):
-    cols = " | ".join(NAMES[s] for s in present)
-    ratios = " | ".join(f"{NAMES[s]} / nginx-rtmp" for s in others)
-    print(f"| {first} | {cols} | {ratios} |")
-    print("|" + "---|" * (1 + len(present) + len(others)))
+def ratios(title, label_of):
+    lines = []
+    for a, b in PAIRS:
+        if a in present and b in present:
+            ca = get(label_of(a), "server", "cpu_seconds_per_gb")
+            cb = get(label_of(b), "server", "cpu_seconds_per_gb")
+            da = get(label_of(a), "delay_ms", "p99")
+            db = get(label_of(b), "delay_ms", "p99")
+            lines.append(f"| {NAMES[a]} / {NAMES[b]} | {fmt(ratio(ca, cb))} | {fmt(ratio(da, db))} |")
+    if lines:
+        print(f"Ratios, {title} (below 1: ringcast spends less / waits less):\n")
+        print("| pair | CPU-s per GB | delay p99 |\n|---|---|---|")
+        print("\n".join(lines))
+        print()
 
 
-def row(name, values, spec=".2f"):
-    base = values.get("nginx")
-    cells = " | ".join(fmt(values.get(s), spec) for s in present)
-    rs = " | ".join(fmt(ratio(base, values.get(s))) for s in others)
-    print(f"| {name} | {cells} | {rs} |")
+table("120 players of one 1 Mb/s stream (load tool)", lambda s: f"{s}-120")
+ratios("120 load-tool players", lambda s: f"{s}-120")
 
-
-header("fan-out")
-row("players sustained on one core (largest step with nobody behind)",
-    {s: sustained.get(s) for s in present}, ".0f")
-common = [n for n in steps if all(f"{s}-fanout-{n}" in runs for s in present)]
-if common:
-    n = max(common)
-    row(f"GB delivered per CPU-second at N={n}",
-        {s: (lambda c: None if not c else 1 / c)(get(f"{s}-fanout-{n}", "server", "cpu_seconds_per_gb"))
-         for s in present}, ".3f")
-print()
-
-# 2. Many streams
-print("### Many streams: 500 publishers at 500 kb/s, one player each\n")
-print("| server | players behind | egress Gb/s | server cores | CPU-s per GB | delay p50 / p99 ms | RSS peak MiB |")
-print("|---|---|---|---|---|---|---|")
+print("### 120 rtmpdump players of one 1 Mb/s stream\n")
+print("| server | recordings | server cores | CPU-s per GB | RSS MiB |\n|---|---|---|---|---|")
 for s in present:
-    l = f"{s}-streams-500"
-    if l in runs:
-        print(f"| {NAMES[s]} | {get(l, 'players_behind')} | {fmt(get(l, 'egress_gbps'), '.3f')} | "
-              f"{fmt(get(l, 'server', 'cpu_cores'))} | {fmt(get(l, 'server', 'cpu_seconds_per_gb'), '.3f')} | "
-              f"{fmt(get(l, 'delay_ms', 'p50'), '.1f')} / {fmt(get(l, 'delay_ms', 'p99'), '.1f')} | "
-              f"{fmt((get(l, 'server', 'rss_peak_kib') or 0) / 1024, '.1f')} |")
+    r = runs.get(f"{s}-rtmpdump")
+    if r:
+        sv = r["server"]
+        print(f"| {NAMES[s]} | {r['players_connected']} | {fmt(sv['cpu_cores'])} | "
+              f"{fmt(sv['cpu_seconds_per_gb'], '.3f')} | {fmt(sv['rss_end_kib'] / 1024, '.1f')} |")
 print()
+lines = []
+for a, b in PAIRS:
+    ca = get(f"{a}-rtmpdump", "server", "cpu_seconds_per_gb")
+    cb = get(f"{b}-rtmpdump", "server", "cpu_seconds_per_gb")
+    if ca and cb:
+        lines.append(f"| {NAMES[a]} / {NAMES[b]} | {fmt(ratio(ca, cb))} |")
+if lines:
+    print("| pair | CPU-s per GB |\n|---|---|")
+    print("\n".join(lines))
+    print()
 
-# 3 + 4. Delay and time to first frame
-print("### Delay and time to first frame: 100 players joining a live 2.5 Mb/s stream (GOP 2 s)\n")
-header("metric")
-for name, keys in [("publish-to-play delay p50 ms", ("delay_ms", "p50")),
-                   ("publish-to-play delay p99 ms", ("delay_ms", "p99")),
-                   ("time to first frame p50 ms", ("ttff_ms", "p50")),
-                   ("time to first frame p99 ms", ("ttff_ms", "p99"))]:
-    row(name, {s: get(f"{s}-delay-100", *keys) for s in present}, ".1f")
+for n in steps("fanout-"):
+    table(f"Fan-out: {n} players of one 2.5 Mb/s stream", lambda s, n=n: f"{s}-fanout-{n}")
+    ratios(f"{n} players", lambda s, n=n: f"{s}-fanout-{n}")
+
+for n in steps("streams-"):
+    table(f"Many streams: {n} streams of 600 kb/s, one player each",
+          lambda s, n=n: f"{s}-streams-{n}")
+    ratios(f"{n} streams", lambda s, n=n: f"{s}-streams-{n}")
+
+print("### Memory: 2000 idle players (a stream nobody publishes)\n")
+print("Per player: the RSS growth over the 2000 connections the load tool opened (SRS answers the")
+print("play of an unpublished stream only once it is published, so few count as connected).\n")
+print("| server | answered play | RSS start → end MiB | KiB per player |\n|---|---|---|---|")
+for s in present:
+    r = runs.get(f"{s}-idle")
+    if r and r.get("server"):
+        sv = r["server"]
+        per = (sv["rss_end_kib"] - sv["rss_start_kib"]) / max(1, r["players"])
+        print(f"| {NAMES[s]} | {r['players_connected']} | {sv['rss_start_kib'] / 1024:.1f} → "
+              f"{sv['rss_end_kib'] / 1024:.1f} | {per:.1f} |")
 print()
-
-# 5. Memory
-print("### Memory per player\n")
-
-
-def per_player(label, n):
-    start, end = get(label, "server", "rss_start_kib"), get(label, "server", "rss_peak_kib")
-    return None if start is None or end is None else (end - start) / n
-
-
-header("metric")
-row("RSS per idle connected player, KiB (2000 players)",
-    {s: per_player(f"{s}-idle-2000", 2000) for s in present}, ".1f")
-if common:
-    n = max(common)
-    row(f"RSS per active player, KiB ({n} players of one 2.5 Mb/s stream)",
-        {s: per_player(f"{s}-fanout-{n}", n) for s in present}, ".1f")
