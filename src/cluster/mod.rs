@@ -168,6 +168,8 @@ pub struct ClusterSettings {
     pub zone: String,
     /// RTMP `host:port` other nodes and redirected clients use.
     pub rtmp_advertise: String,
+    /// RTMPS `host:port` other nodes use (relays with `cluster.relay_tls`); "" = none.
+    pub rtmps_advertise: String,
     /// HTTP `host:port`, shown to operators.
     pub http_advertise: String,
     /// Gossip bind address; port 0 picks a free port.
@@ -198,6 +200,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("capacity", &self.capacity)
             .field("zone", &self.zone)
             .field("rtmp_advertise", &self.rtmp_advertise)
+            .field("rtmps_advertise", &self.rtmps_advertise)
             .field("http_advertise", &self.http_advertise)
             .field("gossip_listen", &self.gossip_listen)
             .field("gossip_advertise", &self.gossip_advertise)
@@ -222,6 +225,7 @@ impl ClusterSettings {
             capacity: Capacity::default(),
             zone: String::new(),
             rtmp_advertise: String::new(),
+            rtmps_advertise: String::new(),
             http_advertise: String::new(),
             gossip_listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
             gossip_advertise: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -434,6 +438,7 @@ impl Cluster {
             role: settings.role,
             tier,
             rtmp: settings.rtmp_advertise.clone(),
+            rtmps: settings.rtmps_advertise.clone(),
             http: settings.http_advertise.clone(),
             ready: false,
             draining: false,

@@ -12,6 +12,7 @@
 //! | `v`      | `1`                                     |
 //! | `role`   | `origin` or `edge`                      |
 //! | `rtmp`   | RTMP `host:port` clients are sent to    |
+//! | `rtmps`  | RTMPS `host:port` relays with `cluster.relay_tls` dial (absent or "": none) |
 //! | `http`   | HTTP `host:port`                        |
 //! | `ready`  | `1`/`0`                                 |
 //! | `drain`  | `1`/`0`                                 |
@@ -71,6 +72,7 @@ pub(crate) const MAX_BUCKET_BYTES: usize = 24 * 1024;
 const KEY_VERSION: &str = "v";
 const KEY_ROLE: &str = "role";
 const KEY_RTMP: &str = "rtmp";
+const KEY_RTMPS: &str = "rtmps";
 const KEY_HTTP: &str = "http";
 const KEY_READY: &str = "ready";
 const KEY_DRAIN: &str = "drain";
@@ -108,6 +110,8 @@ pub fn valid_stream_name(stream: &str) -> bool {
 pub(crate) struct LocalAdvert {
     pub(crate) role: NodeRole,
     pub(crate) rtmp: String,
+    /// "" when the node has no RTMPS listener.
+    pub(crate) rtmps: String,
     pub(crate) http: String,
     pub(crate) ready: bool,
     pub(crate) draining: bool,
@@ -151,6 +155,7 @@ impl LocalAdvert {
             (KEY_VERSION.into(), ADVERT_VERSION.into()),
             (KEY_ROLE.into(), self.role.as_str().into()),
             (KEY_RTMP.into(), self.rtmp.clone()),
+            (KEY_RTMPS.into(), self.rtmps.clone()),
             (KEY_HTTP.into(), self.http.clone()),
             (KEY_READY.into(), flag(self.ready).into()),
             (KEY_DRAIN.into(), flag(self.draining).into()),
@@ -222,6 +227,7 @@ pub(crate) struct Bucket {
 pub(crate) struct Advert {
     pub(crate) role: NodeRole,
     pub(crate) rtmp: String,
+    pub(crate) rtmps: String,
     pub(crate) http: String,
     pub(crate) ready: bool,
     pub(crate) draining: bool,
@@ -304,6 +310,11 @@ impl Advert {
         Some(Advert {
             role,
             rtmp: state.get(KEY_RTMP)?.to_string(),
+            rtmps: state
+                .get(KEY_RTMPS)
+                .filter(|a| crate::config::parse_host_port(a).is_some())
+                .unwrap_or_default()
+                .to_string(),
             http: state.get(KEY_HTTP).unwrap_or_default().to_string(),
             ready: parse_flag(state, KEY_READY)?,
             draining: parse_flag(state, KEY_DRAIN)?,
@@ -382,6 +393,7 @@ mod tests {
         LocalAdvert {
             role: NodeRole::Origin,
             rtmp: "10.0.0.1:1935".into(),
+            rtmps: "10.0.0.1:1936".into(),
             http: "10.0.0.1:8080".into(),
             ready: true,
             draining: false,
@@ -433,6 +445,7 @@ mod tests {
         };
         assert_eq!(parsed.role, NodeRole::Origin);
         assert_eq!(parsed.rtmp, "10.0.0.1:1935");
+        assert_eq!(parsed.rtmps, "10.0.0.1:1936");
         assert_eq!(parsed.load, local.load);
         assert_eq!(parsed.capacity, local.capacity);
         assert_eq!(parsed.usage, local.usage);

@@ -37,6 +37,8 @@ pub struct NodeView {
     pub role: NodeRole,
     /// RTMP `host:port` clients are sent to.
     pub rtmp_addr: String,
+    /// RTMPS `host:port` relays with `cluster.relay_tls` dial; "" = no RTMPS listener.
+    pub rtmps_addr: String,
     pub http_addr: String,
     pub gossip_addr: SocketAddr,
     /// Start time of this incarnation (ns since the Unix epoch); a restart is a new generation.
@@ -101,6 +103,7 @@ impl EdgeView {
         let local = super::state::LocalAdvert {
             role: NodeRole::Edge,
             rtmp: format!("{node_id}:1935"),
+            rtmps: String::new(),
             http: format!("{node_id}:8080"),
             ready: true,
             draining: false,
@@ -326,6 +329,7 @@ impl ViewBuilder {
                 id: node_id.to_string(),
                 role: advert.role,
                 rtmp_addr: advert.rtmp.clone(),
+                rtmps_addr: advert.rtmps.clone(),
                 http_addr: advert.http.clone(),
                 gossip_addr: id.gossip_advertise_addr,
                 generation,

@@ -160,7 +160,11 @@ fn toml_type_error(kind: Kind, value: &toml::Value) -> Option<String> {
         Kind::Bool if value.as_bool().is_none() => {
             Some(format!("expected true or false, found {}", found(value)))
         }
-        Kind::Str { .. } | Kind::Choice(_) | Kind::Listen | Kind::OptionalAdvertise
+        Kind::Str { .. }
+        | Kind::Choice(_)
+        | Kind::Listen
+        | Kind::OptionalListen
+        | Kind::OptionalAdvertise
             if value.as_str().is_none() =>
         {
             Some(format!("expected a string, found {}", found(value)))
