@@ -33,7 +33,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::relay::{Links, Mode, Relays};
 use crate::rtmp::chunk::ReaderLimits;
 use crate::server::{RateMeter, RtmpServer, ServerIdentity, SessionLimits, Traffic};
-use crate::tls::{NodeTls, ServerCert, TlsError};
+use crate::tls::{NodeTls, ServerCert, TlsError, TrustedCertificates};
 
 /// A publisher silent this long may be taken over by a new publisher of its stream.
 const STALE_PUBLISHER: Duration = Duration::from_secs(1);
@@ -353,10 +353,12 @@ pub struct Signals {
     pub reload: Arc<tokio::sync::Notify>,
 }
 
-/// Reloads the RTMPS certificate each time `reload` is notified, until `stop`: new
-/// handshakes get the new one, open connections keep theirs; a bad file keeps the old one.
+/// Reloads the RTMPS certificate and what relays trust each time `reload` is notified, until
+/// `stop`: new connections get the new ones, open connections keep theirs; a bad file keeps
+/// what was in use (one error line).
 async fn reload_certificates(
     cert: Option<Arc<ServerCert>>,
+    trusted: Option<Arc<TrustedCertificates>>,
     reload: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
@@ -365,14 +367,30 @@ async fn reload_certificates(
             _ = stop.cancelled() => return,
             _ = reload.notified() => {}
         }
-        match &cert {
-            None => info!("SIGHUP: no RTMPS certificate to reload"),
-            Some(cert) => match cert.reload() {
+        if cert.is_none() && trusted.is_none() {
+            info!("SIGHUP: no certificates to reload");
+        }
+        let mut failed = None;
+        if let Some(cert) = &cert {
+            match cert.reload() {
                 Ok(()) => info!("SIGHUP: RTMPS certificate reloaded"),
                 Err(e) => {
-                    error!(error = %e, "SIGHUP: RTMPS certificate not reloaded; keeping the one in use")
+                    error!(error = %e, "SIGHUP: RTMPS certificate not reloaded; keeping the one in use");
+                    failed = Some(cert.cert_path());
                 }
-            },
+            }
+        }
+        if let Some(trusted) = &trusted {
+            if failed == Some(trusted.path()) {
+                // The same file (relays trust rtmp.tls_cert): one error line says it all.
+                continue;
+            }
+            match trusted.reload() {
+                Ok(()) => info!("SIGHUP: certificates relays trust reloaded"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: certificates relays trust not reloaded; keeping the ones in use")
+                }
+            }
         }
     }
 }
@@ -456,6 +474,7 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
     let reload_stop = CancellationToken::new();
     tokio::spawn(reload_certificates(
         tls.server.clone(),
+        tls.relay.clone(),
         signals.reload.clone(),
         reload_stop.clone(),
     ));

@@ -114,6 +114,15 @@ async fn ffmpeg_publishes_over_rtmps_and_ffprobe_plays_over_rtmps_and_rtmp() {
 
     let (codec, err) = ffprobe_codec(&node.tls_url("live/tls")).await;
     assert_eq!(codec, "h264", "ffprobe over rtmps: {err}");
+    // A TLS client that hangs up without a close_notify is an ordinary close, not an error.
+    node.wait_log_all(&["tls=true", "role=\"play\"", "closed"], 10 * SEC)
+        .await;
+    let errors: Vec<String> = node
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("tls=true") && l.contains("closed on error"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     let (codec, err) = ffprobe_codec(&node.url("live/tls")).await;
     assert_eq!(codec, "h264", "ffprobe over plain rtmp: {err}");
 

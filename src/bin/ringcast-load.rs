@@ -35,7 +35,8 @@ enum Publish {
     about = "RTMP load generator: publishers, players, delay, time to first frame"
 )]
 struct Cli {
-    /// rtmp://HOST:PORT/APP/STREAM; with --streams N the names are STREAM-0..STREAM-(N-1).
+    /// rtmp://HOST:PORT/APP/STREAM (or rtmps://, see --insecure and --ca); with --streams N
+    /// the names are STREAM-0..STREAM-(N-1).
     #[arg(long)]
     url: String,
     /// Publish to this URL instead of --url (e.g. an origin, with players on an edge).

@@ -603,7 +603,11 @@ impl RtmpClient {
         if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
             self.rbuf.reserve(64 * 1024);
         }
-        let n = self.socket.read_buf(&mut self.rbuf).await?;
+        let n = match self.socket.read_buf(&mut self.rbuf).await {
+            // TLS: the server closed TCP without a close_notify first.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            r => r?,
+        };
         if n == 0 {
             return Err(ClientError::Closed);
         }

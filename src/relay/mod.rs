@@ -234,16 +234,16 @@ pub(crate) struct RelayContext {
     pub chunk_size: usize,
     /// Makes the credentials that prove our relays to other nodes.
     pub relay_key: RelayKey,
-    /// With `cluster.relay_tls`: relays dial each node's `rtmps` address, trusting what this
-    /// says, and never plain RTMP.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// With `cluster.relay_tls`: relays dial each node's `rtmps` address, trusting these
+    /// certificates, and never plain RTMP.
+    pub tls: Option<Arc<crate::tls::TrustedCertificates>>,
 }
 
 /// How this node's relays reach other nodes: the key their credentials come from, and TLS
 /// when `cluster.relay_tls` is on.
 pub struct Links {
     pub relay_key: RelayKey,
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub tls: Option<Arc<crate::tls::TrustedCertificates>>,
 }
 
 impl RelayContext {
@@ -331,7 +331,7 @@ impl RelayContext {
             chunk_size: self.chunk_size,
             timeout: RELAY_CALL_TIMEOUT,
             keepalive: true,
-            tls: self.tls.clone(),
+            tls: self.tls.as_ref().map(|trusted| trusted.config()),
             ..ClientOptions::default()
         };
         let (client, chain) =

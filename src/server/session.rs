@@ -79,11 +79,12 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// A peer that hangs up abruptly (players do, at the end) is not a server-side problem.
+    /// A peer that hangs up abruptly (players do, at the end) is not a server-side problem;
+    /// nor is a TLS peer closing TCP without a close_notify first (most RTMPS clients do).
     fn is_peer_reset(&self) -> bool {
-        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
         matches!(self, SessionError::Read(e) | SessionError::Write(e)
-            if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe))
+            if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof))
     }
 }
 

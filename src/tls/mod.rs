@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-pub use client::{ca_client_config, insecure_client_config, platform_client_config};
+pub use client::{
+    ca_client_config, insecure_client_config, platform_client_config, TrustedCertificates,
+};
 pub use pem::{load_certificates, load_certified_key};
 pub use server::{ServerCert, TlsAcceptor};
 
@@ -56,8 +58,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// the start (and `--check-config`) with an error naming its key.
 pub struct NodeTls {
     pub server: Option<Arc<ServerCert>>,
-    /// The client configuration of relays, when they use RTMPS.
-    pub relay: Option<Arc<rustls::ClientConfig>>,
+    /// What relays trust, when they use RTMPS.
+    pub relay: Option<Arc<TrustedCertificates>>,
 }
 
 impl NodeTls {
@@ -73,7 +75,7 @@ impl NodeTls {
             } else {
                 ("cluster.relay_tls_ca", &cfg.cluster.relay_tls_ca)
             };
-            Some(ca_client_config(key, std::path::Path::new(path))?)
+            Some(TrustedCertificates::load(key, path)?)
         } else {
             None
         };

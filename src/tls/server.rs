@@ -62,6 +62,11 @@ impl ServerCert {
         Ok(())
     }
 
+    /// The PEM file of the certificate chain.
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.cert_path
+    }
+
     /// The certificate new handshakes get.
     pub fn current(&self) -> Arc<CertifiedKey> {
         match self.current.read() {
