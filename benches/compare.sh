@@ -4,6 +4,7 @@
 #
 #   benches/compare.sh            # full run, about 25 minutes on 2 cores
 #   QUICK=1 benches/compare.sh    # one short step of each kind, for a smoke check
+#   STEPS="120 fanout" FANOUT_STEPS=1000 SERVERS="ringcast-0 ringcast-100" benches/compare.sh
 #   SERVERS="ringcast srs" benches/compare.sh   # a subset
 #
 # Servers (each pinned to CPU 0, the load tool and rtmpdump on CPU 1):
@@ -13,6 +14,7 @@
 #   ringcast      ringcast's default (rtmp.merge_write_ms from conf/default.toml)
 #   ringcast-350  rtmp.merge_write_ms = 350: the same budget as SRS's default
 #   ringcast-0    rtmp.merge_write_ms = 0: every frame written at once, as srs-low and nginx
+#   ringcast-N    any other budget N (ms), e.g. SERVERS="ringcast-50 ringcast-200"
 # SRS is ../shared/peers/srs (see its README) or $SRS; without it, its runs are skipped.
 #
 # Media: real H.264/AAC FLV files made here with ffmpeg (SRS refuses synthetic NAL units),
@@ -28,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=target/bench/compare
+OUT=${OUT:-target/bench/compare}
 MEDIA=target/bench/media
 mkdir -p "$OUT" "$MEDIA"
 rm -f "$OUT"/*.json "$OUT"/*.txt
@@ -37,6 +39,9 @@ STEP_SECONDS=${STEP_SECONDS:-$([ "$QUICK" = 1 ] && echo 6 || echo 15)}
 FANOUT_STEPS=${FANOUT_STEPS:-$([ "$QUICK" = 1 ] && echo "1000" || echo "1000 2000 5000")}
 STREAM_STEPS=${STREAM_STEPS:-$([ "$QUICK" = 1 ] && echo "300" || echo "300 1000 1500")}
 SERVERS=${SERVERS:-"nginx srs srs-low ringcast ringcast-350 ringcast-0"}
+# Which kinds of step to run (all by default).
+STEPS=${STEPS:-"120 rtmpdump fanout streams idle"}
+has_step() { [[ " $STEPS " == *" $1 "* ]]; }
 SRS=${SRS:-../shared/peers/srs}
 PORT=${PORT:-19371}
 HTTP_PORT=${HTTP_PORT:-19372}
@@ -158,16 +163,26 @@ EOF
   SERVER_PID=$!
   wait_port
 }
-start_ringcast() { start_ringcast_with; }
-start_ringcast-350() { start_ringcast_with 350; }
-start_ringcast-0() { start_ringcast_with 0; }
 stop_ringcast() {
   kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
 }
-stop_ringcast-350() { stop_ringcast; }
-stop_ringcast-0() { stop_ringcast; }
+
+# A server by its name: ringcast-N is ringcast with rtmp.merge_write_ms = N.
+start_server() {
+  case $1 in
+    ringcast) start_ringcast_with ;;
+    ringcast-*) start_ringcast_with "${1#ringcast-}" ;;
+    *) "start_$1" ;;
+  esac
+}
+stop_server() {
+  case $1 in
+    ringcast | ringcast-*) stop_ringcast ;;
+    *) "stop_$1" ;;
+  esac
+}
 
 URL=rtmp://127.0.0.1:$PORT/live
 # Publishers replay a file, with a send stamp in every picture (the file name follows).
@@ -237,28 +252,34 @@ for server in $SERVERS; do
       ;;
   esac
   echo "######## $server"
-  "start_$server"
-  load "$server-120" --url "$URL/small" "${FILE[@]}" "$MEDIA/1m.flv" --players 120 --ramp 120 \
-    --duration "$STEP_SECONDS"
-  "stop_$server"
-  "start_$server"
-  rtmpdump_step "$server-rtmpdump"
-  "stop_$server"
-  for n in $FANOUT_STEPS; do
-    "start_$server"
+  if has_step 120; then
+    start_server "$server"
+    load "$server-120" --url "$URL/small" "${FILE[@]}" "$MEDIA/1m.flv" --players 120 \
+      --ramp 120 --duration "$STEP_SECONDS"
+    stop_server "$server"
+  fi
+  if has_step rtmpdump; then
+    start_server "$server"
+    rtmpdump_step "$server-rtmpdump"
+    stop_server "$server"
+  fi
+  has_step fanout && for n in $FANOUT_STEPS; do
+    start_server "$server"
     load "$server-fanout-$n" --url "$URL/fan" "${FILE[@]}" "$MEDIA/2m5.flv" --players "$n" \
       --ramp 1000 --duration "$STEP_SECONDS"
-    "stop_$server"
+    stop_server "$server"
   done
-  for n in $STREAM_STEPS; do
-    "start_$server"
+  has_step streams && for n in $STREAM_STEPS; do
+    start_server "$server"
     load "$server-streams-$n" --url "$URL/many" "${FILE[@]}" "$MEDIA/600k.flv" --streams "$n" \
       --players 1 --ramp 500 --duration "$STEP_SECONDS" --lead 5
-    "stop_$server"
+    stop_server "$server"
   done
-  "start_$server"
-  load "$server-idle" --url "$URL/idle" --publish none --players 2000 --ramp 1000 --duration 5
-  "stop_$server"
+  if has_step idle; then
+    start_server "$server"
+    load "$server-idle" --url "$URL/idle" --publish none --players 2000 --ramp 1000 --duration 5
+    stop_server "$server"
+  fi
 done
 
 python3 benches/summarize.py "$OUT" >"$OUT/summary.md"

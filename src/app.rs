@@ -30,9 +30,10 @@ use crate::cluster::{Cluster, ClusterError, ClusterSettings, Load, NodeRole, Usa
 use crate::config::{parse_advertise, Config, EdgeMode, Role};
 use crate::http::{Health, HttpState};
 use crate::hub::{Hub, HubConfig};
-use crate::relay::{Mode, Relays};
+use crate::relay::{Links, Mode, Relays};
 use crate::rtmp::chunk::ReaderLimits;
 use crate::server::{RateMeter, RtmpServer, ServerIdentity, SessionLimits, Traffic};
+use crate::tls::{NodeTls, ServerCert, TlsError, TrustedCertificates};
 
 /// A publisher silent this long may be taken over by a new publisher of its stream.
 const STALE_PUBLISHER: Duration = Duration::from_secs(1);
@@ -71,6 +72,9 @@ pub enum AppError {
     /// A checker or rule of `[access]`, `[token]`, `[jwt]`, `[hooks]` or `[cidr]` is unusable.
     #[error("{0}")]
     Access(String),
+    /// A certificate, key or trusted-certificate file is unusable.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 impl AppError {
@@ -78,7 +82,9 @@ impl AppError {
     pub fn is_config_error(&self) -> bool {
         matches!(
             self,
-            AppError::Cluster(ClusterError::InvalidSetting { .. }) | AppError::Access(_)
+            AppError::Cluster(ClusterError::InvalidSetting { .. })
+                | AppError::Access(_)
+                | AppError::Tls(_)
         )
     }
 }
@@ -147,6 +153,19 @@ pub fn advertise_addr(configured: &str, bound: SocketAddr) -> String {
     }
 }
 
+/// The RTMPS address other nodes dial (`rtmps` in gossip) for the RTMPS listener bound at
+/// `bound`: `rtmp.tls_advertise` (port 0: the bound port), else the host of `rtmp.advertise`
+/// with the bound port, else the bound address unless it is a wildcard, else `""`.
+pub fn tls_advertise_addr(cfg: &Config, bound: SocketAddr) -> String {
+    if !cfg.rtmp.tls_advertise.is_empty() {
+        return advertise_addr(&cfg.rtmp.tls_advertise, bound);
+    }
+    match parse_advertise(&cfg.rtmp.advertise) {
+        Some((host, _)) => join_host_port(host, bound.port()),
+        None => advertise_addr("", bound),
+    }
+}
+
 /// The HTTP address shown to operators: the bound address unless it is a wildcard, else the
 /// RTMP advertise host with the HTTP port, else `""`.
 pub fn http_advertise_addr(http_bound: SocketAddr, rtmp_advertise: &str) -> String {
@@ -210,6 +229,7 @@ async fn resolve_gossip_advertise(cfg: &Config) -> Result<SocketAddr, AppError> 
 pub fn cluster_settings(
     cfg: &Config,
     rtmp_bound: SocketAddr,
+    rtmps_bound: Option<SocketAddr>,
     http_bound: SocketAddr,
     gossip_advertise: SocketAddr,
 ) -> ClusterSettings {
@@ -227,6 +247,9 @@ pub fn cluster_settings(
     settings.zone = cfg.node.zone.clone();
     settings.http_advertise = http_advertise_addr(http_bound, &rtmp_advertise);
     settings.rtmp_advertise = rtmp_advertise;
+    settings.rtmps_advertise = rtmps_bound
+        .map(|bound| tls_advertise_addr(cfg, bound))
+        .unwrap_or_default();
     settings.gossip_listen = cfg.cluster.gossip_listen;
     settings.gossip_advertise = gossip_advertise;
     settings.seeds = cfg.cluster.seeds.clone();
@@ -322,10 +345,54 @@ async fn advertise(cluster: Cluster, hub: Hub, traffic: Arc<Traffic>, stop: Canc
 
 /// How a node is asked to stop: `drain` (the first SIGTERM, or `POST /api/v1/drain`) takes it
 /// out of service but keeps serving what it holds; `stop` (a second signal) ends it now.
+/// `reload` (SIGHUP) re-reads the RTMPS certificate and key.
 #[derive(Clone, Default)]
 pub struct Signals {
     pub drain: CancellationToken,
     pub stop: CancellationToken,
+    pub reload: Arc<tokio::sync::Notify>,
+}
+
+/// Reloads the RTMPS certificate and what relays trust each time `reload` is notified, until
+/// `stop`: new connections get the new ones, open connections keep theirs; a bad file keeps
+/// what was in use (one error line).
+async fn reload_certificates(
+    cert: Option<Arc<ServerCert>>,
+    trusted: Option<Arc<TrustedCertificates>>,
+    reload: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = reload.notified() => {}
+        }
+        if cert.is_none() && trusted.is_none() {
+            info!("SIGHUP: no certificates to reload");
+        }
+        let mut failed = None;
+        if let Some(cert) = &cert {
+            match cert.reload() {
+                Ok(()) => info!("SIGHUP: RTMPS certificate reloaded"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: RTMPS certificate not reloaded; keeping the one in use");
+                    failed = Some(cert.cert_path());
+                }
+            }
+        }
+        if let Some(trusted) = &trusted {
+            if failed == Some(trusted.path()) {
+                // The same file (relays trust rtmp.tls_cert): one error line says it all.
+                continue;
+            }
+            match trusted.reload() {
+                Ok(()) => info!("SIGHUP: certificates relays trust reloaded"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: certificates relays trust not reloaded; keeping the ones in use")
+                }
+            }
+        }
+    }
 }
 
 /// How often a draining node looks whether it still holds anything.
@@ -353,6 +420,7 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
     // RTMP stops on its own token: on shutdown the node drains first, then stops RTMP.
     let rtmp_stop = CancellationToken::new();
     let access = crate::access::build(&cfg).map_err(AppError::Access)?;
+    let tls = NodeTls::from_config(&cfg)?;
     // Hook notifications and JWKS refreshes run until the node stops.
     let access_stop = CancellationToken::new();
     if let Some(hooks) = &access.hooks {
@@ -366,7 +434,7 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
         role: cfg.node.role.as_str(),
         access: access.access.clone(),
     };
-    let server = RtmpServer::bind(
+    let mut server = RtmpServer::bind(
         cfg.rtmp.listen,
         hub.clone(),
         session_limits(&cfg),
@@ -385,6 +453,31 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
         addr: cfg.rtmp.listen,
         source,
     })?;
+    let rtmps_addr = match &tls.server {
+        None => None,
+        Some(cert) => {
+            let addr: SocketAddr = cfg.rtmp.tls_listen.parse().map_err(|e| TlsError::Config {
+                key: "rtmp.tls_listen",
+                message: format!("{e}"),
+            })?;
+            let bound = server
+                .bind_tls(addr, cert.acceptor()?)
+                .await
+                .map_err(|source| AppError::Bind {
+                    what: "RTMPS",
+                    addr,
+                    source,
+                })?;
+            Some(bound)
+        }
+    };
+    let reload_stop = CancellationToken::new();
+    tokio::spawn(reload_certificates(
+        tls.server.clone(),
+        tls.relay.clone(),
+        signals.reload.clone(),
+        reload_stop.clone(),
+    ));
     let http_bind_error = |source| AppError::Bind {
         what: "HTTP",
         addr: cfg.http.listen,
@@ -446,7 +539,8 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
 
     let cluster = if cfg.cluster_enabled() {
         let gossip_advertise = resolve_gossip_advertise(&cfg).await?;
-        let mut settings = cluster_settings(&cfg, rtmp_addr, http_addr, gossip_advertise);
+        let mut settings =
+            cluster_settings(&cfg, rtmp_addr, rtmps_addr, http_addr, gossip_advertise);
         if let Some(bound) = flv_addr {
             settings.flv_advertise = http_advertise_addr(bound, &settings.rtmp_advertise);
         }
@@ -461,10 +555,12 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
     let gossip = cluster
         .as_ref()
         .map_or_else(|| "off".to_string(), |c| c.gossip_addr().to_string());
+    let rtmps = rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
     info!(
         node = %cfg.node.id,
         role = cfg.node.role.as_str(),
         rtmp = %rtmp_addr,
+        rtmps = %rtmps,
         http = %http_addr,
         flv = %flv_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         gossip = %gossip,
@@ -484,7 +580,10 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
             mode(cfg.edge.play),
             mode(cfg.edge.publish),
             cfg.cluster.max_pulls,
-            relay_key.clone(),
+            Links {
+                relay_key: relay_key.clone(),
+                tls: tls.relay.clone(),
+            },
         );
         let _ = http_state.node_key.set(relay_key.clone());
         let _ = server.context().relay_key.set(relay_key);
@@ -561,6 +660,7 @@ pub async fn run(cfg: Config, signals: Signals) -> Result<(), AppError> {
         cluster.shutdown().await;
     }
     access_stop.cancel();
+    reload_stop.cancel();
     http_stop.cancel();
     let _ = http.await;
     info!("ringcast stopped");
@@ -616,11 +716,18 @@ mod tests {
         let cfg = Config::load_from(None, &env).expect("config");
         let gossip = resolve_gossip_advertise(&cfg).await.expect("resolves");
         assert_eq!(gossip, addr("127.0.0.1:0"));
-        let s = cluster_settings(&cfg, addr("0.0.0.0:1935"), addr("0.0.0.0:8080"), gossip);
+        let s = cluster_settings(
+            &cfg,
+            addr("0.0.0.0:1935"),
+            Some(addr("0.0.0.0:1936")),
+            addr("0.0.0.0:8080"),
+            gossip,
+        );
         assert_eq!(s.node_id, "origin-3");
         assert_eq!(s.role, NodeRole::Origin);
         assert_eq!(s.tier, 2, "passed on; the cluster ignores it on origins");
         assert_eq!(s.rtmp_advertise, "origin-3.example.com:1935");
+        assert_eq!(s.rtmps_advertise, "origin-3.example.com:1936");
         assert_eq!(s.http_advertise, "origin-3.example.com:8080");
         assert_eq!(s.gossip_listen, addr("127.0.0.1:0"));
         assert_eq!(s.seeds, ["origin-0:7946", "origin-1:7946"]);

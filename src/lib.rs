@@ -20,3 +20,4 @@ pub mod procstat;
 pub mod relay;
 pub mod rtmp;
 pub mod server;
+pub mod tls;

@@ -100,6 +100,10 @@ fn main() -> ExitCode {
             eprintln!("ringcast: config error: {e}");
             return ExitCode::from(2);
         }
+        if let Err(e) = ringcast::tls::NodeTls::from_config(&cfg) {
+            eprintln!("ringcast: config error: {e}");
+            return ExitCode::from(2);
+        }
         print!("{}", cfg.to_toml());
         return ExitCode::SUCCESS;
     }
@@ -117,6 +121,12 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         let signals = ringcast::app::Signals::default();
         tokio::spawn(wait_for_signal(signals.clone()));
+        // Watched before the node starts: unwatched, a SIGHUP would end the process.
+        #[cfg(unix)]
+        tokio::spawn(wait_for_hangup(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+            signals.clone(),
+        ));
         match ringcast::app::run(cfg, signals).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if e.is_config_error() => {
@@ -310,6 +320,22 @@ async fn wait_for_signal(signals: ringcast::app::Signals) {
             info!("{name}: shutting down");
         }
         token.cancel();
+    }
+}
+
+/// Each SIGHUP asks the node to reload its RTMPS certificate (and never stops it).
+#[cfg(unix)]
+async fn wait_for_hangup(
+    hangup: std::io::Result<tokio::signal::unix::Signal>,
+    signals: ringcast::app::Signals,
+) {
+    match hangup {
+        Ok(mut hup) => {
+            while hup.recv().await.is_some() {
+                signals.reload.notify_one();
+            }
+        }
+        Err(e) => error!(error = %e, "cannot watch SIGHUP; certificates will not reload"),
     }
 }
 

@@ -30,6 +30,7 @@ const LISTENERS: &[(&str, &str, &str)] = &[
     ("http.listen", "http", "TCP"),
     ("cluster.gossip_listen", "gossip", "UDP"),
     ("flv.listen", "flv", "TCP"),
+    ("rtmp.tls_listen", "rtmps", "TCP"),
 ];
 
 /// The listeners `cfg` turns on.

@@ -35,7 +35,8 @@ enum Publish {
     about = "RTMP load generator: publishers, players, delay, time to first frame"
 )]
 struct Cli {
-    /// rtmp://HOST:PORT/APP/STREAM; with --streams N the names are STREAM-0..STREAM-(N-1).
+    /// rtmp://HOST:PORT/APP/STREAM (or rtmps://, see --insecure and --ca); with --streams N
+    /// the names are STREAM-0..STREAM-(N-1).
     #[arg(long)]
     url: String,
     /// Publish to this URL instead of --url (e.g. an origin, with players on an edge).
@@ -109,6 +110,13 @@ struct Cli {
     /// still publish to --publish-url, else --url, over RTMP.
     #[arg(long)]
     flv_url: Option<String>,
+    /// For rtmps:// URLs: accept any server certificate (self-signed benchmark servers).
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
+    /// For rtmps:// URLs: trust the certificates of this PEM file (pinned, or as roots)
+    /// instead of the system's.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
     /// Runtime worker threads (default: the CPUs this process may run on).
     #[arg(long)]
     threads: Option<usize>,
@@ -128,6 +136,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ringcast-load: --publish-url: {e}");
             return ExitCode::from(2);
+        }
+    };
+    let any_tls = base.tls || publish_base.as_ref().is_some_and(|u| u.tls);
+    let tls = if !any_tls {
+        None
+    } else {
+        let config = match (&cli.ca, cli.insecure) {
+            (Some(path), _) => ringcast::tls::ca_client_config("--ca", path),
+            (None, true) => ringcast::tls::insecure_client_config(),
+            (None, false) => ringcast::tls::platform_client_config(),
+        };
+        match config {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("ringcast-load: {e}");
+                return ExitCode::from(2);
+            }
         }
     };
     let source = match cli.publish {
@@ -182,6 +207,7 @@ fn main() -> ExitCode {
                 .trim_end_matches('/')
                 .to_string()
         }),
+        tls,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {

@@ -4,15 +4,18 @@
 //! size); callers see media messages and status events. It never trusts the server either:
 //! the same chunk reader and limits as the server side apply.
 
+mod stream;
 mod url;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use stream::ClientStream;
 pub use url::{RtmpUrl, UrlError};
 
 /// Connect property carrying a relay's hop count (see `ClientOptions::hops`).
@@ -33,6 +36,8 @@ pub enum ClientError {
     Url(#[from] UrlError),
     #[error("connect to {0}: {1}")]
     Connect(String, std::io::Error),
+    #[error("TLS with {0}: {1}")]
+    Tls(String, String),
     #[error("timed out: {0}")]
     Timeout(&'static str),
     #[error("io: {0}")]
@@ -120,6 +125,8 @@ pub struct ClientOptions {
     /// Arguments after the command object of `connect` (Flash's `NetConnection.connect(uri,
     /// ...args)`; an FMS-style balancer may read the stream name there).
     pub connect_args: Vec<Amf0Value>,
+    /// Whom an `rtmps://` URL may connect to (see `tls`); without it such a URL fails.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -133,12 +140,13 @@ impl Default for ClientOptions {
             keepalive: false,
             relay_credential: None,
             connect_args: Vec::new(),
+            tls: None,
         }
     }
 }
 
 pub struct RtmpClient {
-    socket: TcpStream,
+    socket: ClientStream,
     rbuf: BytesMut,
     reader: ChunkReader,
     out: BytesMut,
@@ -154,7 +162,7 @@ pub struct RtmpClient {
 }
 
 impl RtmpClient {
-    /// TCP connect, handshake and the `connect` command.
+    /// TCP connect (and TLS for `rtmps://`), handshake and the `connect` command.
     pub async fn connect(url: &RtmpUrl, opts: ClientOptions) -> Result<RtmpClient, ClientError> {
         let limit = opts.timeout;
         tokio::time::timeout(limit, Self::connect_inner(url, opts))
@@ -163,15 +171,28 @@ impl RtmpClient {
     }
 
     async fn connect_inner(url: &RtmpUrl, opts: ClientOptions) -> Result<RtmpClient, ClientError> {
-        let mut socket = TcpStream::connect((url.host.as_str(), url.port))
+        let tcp = TcpStream::connect((url.host.as_str(), url.port))
             .await
             .map_err(|e| ClientError::Connect(url.authority(), e))?;
-        socket.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
         if opts.keepalive {
-            set_keepalive(&socket)?;
+            set_keepalive(&tcp)?;
         }
+        let mut socket = if url.tls {
+            let Some(config) = opts.tls.clone() else {
+                return Err(ClientError::Tls(
+                    url.authority(),
+                    "rtmps:// needs a TLS client configuration".into(),
+                ));
+            };
+            ClientStream::tls(tcp, &url.host, config)
+                .await
+                .map_err(|e| ClientError::Tls(url.authority(), e))?
+        } else {
+            ClientStream::Tcp(tcp)
+        };
         let (mut hs, c0c1) = Handshake::client()?;
-        socket.write_all(&c0c1).await?;
+        write_flushed(&mut socket, &c0c1).await?;
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
         loop {
             rbuf.reserve(8192);
@@ -180,9 +201,9 @@ impl RtmpClient {
             }
             let input = rbuf.split();
             match hs.process(&input)? {
-                Step::Continue { reply } => socket.write_all(&reply).await?,
+                Step::Continue { reply } => write_flushed(&mut socket, &reply).await?,
                 Step::Done { reply, remaining } => {
-                    socket.write_all(&reply).await?;
+                    write_flushed(&mut socket, &reply).await?;
                     rbuf.extend_from_slice(&remaining);
                     break;
                 }
@@ -261,13 +282,15 @@ impl RtmpClient {
         self.queue(CSID_COMMAND, MSG_COMMAND_AMF0, stream_id, 0, &cmd.encode());
     }
 
-    /// Writes what is queued. Cancel-safe: each write consumes only what it wrote.
+    /// Writes what is queued. Cancel-safe: each write consumes only what it wrote (TLS
+    /// records not yet on the wire go out with the next flush).
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         while !self.out.is_empty() {
             if self.socket.write_buf(&mut self.out).await? == 0 {
                 return Err(ClientError::Closed);
             }
         }
+        self.socket.flush().await?;
         Ok(())
     }
 
@@ -527,7 +550,7 @@ impl RtmpClient {
     /// Sends raw bytes as they are (tests of hostile input).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.flush().await?;
-        self.socket.write_all(bytes).await?;
+        write_flushed(&mut self.socket, bytes).await?;
         Ok(())
     }
 
@@ -580,7 +603,11 @@ impl RtmpClient {
         if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
             self.rbuf.reserve(64 * 1024);
         }
-        let n = self.socket.read_buf(&mut self.rbuf).await?;
+        let n = match self.socket.read_buf(&mut self.rbuf).await {
+            // TLS: the server closed TCP without a close_notify first.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            r => r?,
+        };
         if n == 0 {
             return Err(ClientError::Closed);
         }
@@ -620,6 +647,12 @@ impl RtmpClient {
             _ => None,
         })
     }
+}
+
+/// Writes `bytes` and flushes (TLS holds records back until a flush).
+async fn write_flushed(socket: &mut ClientStream, bytes: &[u8]) -> std::io::Result<()> {
+    socket.write_all(bytes).await?;
+    socket.flush().await
 }
 
 /// Keepalive probes after 5 s of silence, every 2 s, 3 of them: a vanished peer is given up

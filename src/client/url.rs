@@ -1,9 +1,12 @@
-//! `rtmp://HOST[:PORT]/APP/STREAM[?query]` parsing.
+//! `rtmp://HOST[:PORT]/APP/STREAM[?query]` and `rtmps://` (RTMP over TLS, port 443 unless
+//! given) parsing.
 
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtmpUrl {
+    /// `rtmps://`: RTMP over TLS.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// The application, possibly with slashes (`live/sub` when the stream is the last segment).
@@ -16,7 +19,7 @@ pub struct RtmpUrl {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("not an rtmp:// URL: {0}")]
+    #[error("not an rtmp:// or rtmps:// URL: {0}")]
     Scheme(String),
     #[error("bad port in {0}")]
     Port(String),
@@ -26,16 +29,19 @@ pub enum UrlError {
 
 impl RtmpUrl {
     pub fn parse(url: &str) -> Result<RtmpUrl, UrlError> {
-        let rest = url
-            .strip_prefix("rtmp://")
-            .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
+        let (tls, rest) = match (url.strip_prefix("rtmps://"), url.strip_prefix("rtmp://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(UrlError::Scheme(url.to_string())),
+        };
+        let default_port = if tls { 443 } else { 1935 };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
                 let port = p.parse().map_err(|_| UrlError::Port(url.to_string()))?;
                 (h.trim_start_matches('[').trim_end_matches(']'), port)
             }
-            _ => (authority, 1935),
+            _ => (authority, default_port),
         };
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let path = path.trim_matches('/');
@@ -46,6 +52,7 @@ impl RtmpUrl {
             return Err(UrlError::Path(url.to_string()));
         }
         Ok(RtmpUrl {
+            tls,
             host: host.to_string(),
             port,
             app: app.to_string(),
@@ -54,9 +61,18 @@ impl RtmpUrl {
         })
     }
 
-    /// `rtmp://host:port/app`, what `connect` carries as tcUrl.
+    /// `rtmp://host:port/app` (or `rtmps://`), what `connect` carries as tcUrl.
     pub fn tc_url(&self) -> String {
-        format!("rtmp://{}/{}", self.authority(), self.app)
+        format!("{}://{}/{}", self.scheme(), self.authority(), self.app)
+    }
+
+    /// `rtmp` or `rtmps`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "rtmps"
+        } else {
+            "rtmp"
+        }
     }
 
     /// The stream name as sent in play/publish, with its query.
@@ -110,6 +126,18 @@ mod tests {
         let u = RtmpUrl::parse("rtmp://[::1]:1935/live/s").expect("url");
         assert_eq!(u.host, "::1");
         assert_eq!(u.tc_url(), "rtmp://[::1]:1935/live");
+    }
+
+    #[test]
+    fn rtmps_defaults_to_port_443() {
+        let u = RtmpUrl::parse("rtmps://example.org/live/cam?k=v").expect("url");
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.port), ("example.org", 443));
+        assert_eq!(u.tc_url(), "rtmps://example.org:443/live");
+        assert_eq!(u.to_string(), "rtmps://example.org:443/live/cam?k=v");
+        let u = RtmpUrl::parse("rtmps://127.0.0.1:1936/live/cam").expect("url");
+        assert_eq!((u.tls, u.port), (true, 1936));
+        assert!(!RtmpUrl::parse("rtmp://x/a/b").expect("url").tls);
     }
 
     #[test]

@@ -251,6 +251,7 @@ mod tests {
         let local = LocalAdvert {
             role: NodeRole::Origin,
             rtmp: format!("{node_id}:1935"),
+            rtmps: String::new(),
             http: String::new(),
             flv: String::new(),
             ready: true,

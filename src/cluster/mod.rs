@@ -168,6 +168,8 @@ pub struct ClusterSettings {
     pub zone: String,
     /// RTMP `host:port` other nodes and redirected clients use.
     pub rtmp_advertise: String,
+    /// RTMPS `host:port` other nodes use (relays with `cluster.relay_tls`); "" = none.
+    pub rtmps_advertise: String,
     /// HTTP `host:port`, shown to operators.
     pub http_advertise: String,
     /// HTTP-FLV `host:port` players are sent to; "" when HTTP-FLV is off.
@@ -200,6 +202,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("capacity", &self.capacity)
             .field("zone", &self.zone)
             .field("rtmp_advertise", &self.rtmp_advertise)
+            .field("rtmps_advertise", &self.rtmps_advertise)
             .field("http_advertise", &self.http_advertise)
             .field("flv_advertise", &self.flv_advertise)
             .field("gossip_listen", &self.gossip_listen)
@@ -225,6 +228,7 @@ impl ClusterSettings {
             capacity: Capacity::default(),
             zone: String::new(),
             rtmp_advertise: String::new(),
+            rtmps_advertise: String::new(),
             http_advertise: String::new(),
             flv_advertise: String::new(),
             gossip_listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
@@ -438,6 +442,7 @@ impl Cluster {
             role: settings.role,
             tier,
             rtmp: settings.rtmp_advertise.clone(),
+            rtmps: settings.rtmps_advertise.clone(),
             http: settings.http_advertise.clone(),
             flv: settings.flv_advertise.clone(),
             ready: false,

@@ -12,6 +12,7 @@
 //! | `v`      | `1`                                     |
 //! | `role`   | `origin` or `edge`                      |
 //! | `rtmp`   | RTMP `host:port` clients are sent to    |
+//! | `rtmps`  | RTMPS `host:port` relays with `cluster.relay_tls` dial (absent or "": none) |
 //! | `http`   | HTTP `host:port`                        |
 //! | `ready`  | `1`/`0`                                 |
 //! | `drain`  | `1`/`0`                                 |
@@ -71,6 +72,7 @@ pub(crate) const MAX_BUCKET_BYTES: usize = 24 * 1024;
 const KEY_VERSION: &str = "v";
 const KEY_ROLE: &str = "role";
 const KEY_RTMP: &str = "rtmp";
+const KEY_RTMPS: &str = "rtmps";
 const KEY_HTTP: &str = "http";
 /// HTTP-FLV `host:port` (absent or empty: the node serves no HTTP-FLV).
 const KEY_FLV: &str = "flv";
@@ -110,6 +112,8 @@ pub fn valid_stream_name(stream: &str) -> bool {
 pub(crate) struct LocalAdvert {
     pub(crate) role: NodeRole,
     pub(crate) rtmp: String,
+    /// "" when the node has no RTMPS listener.
+    pub(crate) rtmps: String,
     pub(crate) http: String,
     /// HTTP-FLV `host:port`; "" when off.
     pub(crate) flv: String,
@@ -155,6 +159,7 @@ impl LocalAdvert {
             (KEY_VERSION.into(), ADVERT_VERSION.into()),
             (KEY_ROLE.into(), self.role.as_str().into()),
             (KEY_RTMP.into(), self.rtmp.clone()),
+            (KEY_RTMPS.into(), self.rtmps.clone()),
             (KEY_HTTP.into(), self.http.clone()),
             (KEY_FLV.into(), self.flv.clone()),
             (KEY_READY.into(), flag(self.ready).into()),
@@ -227,6 +232,7 @@ pub(crate) struct Bucket {
 pub(crate) struct Advert {
     pub(crate) role: NodeRole,
     pub(crate) rtmp: String,
+    pub(crate) rtmps: String,
     pub(crate) http: String,
     pub(crate) flv: String,
     pub(crate) ready: bool,
@@ -310,6 +316,11 @@ impl Advert {
         Some(Advert {
             role,
             rtmp: state.get(KEY_RTMP)?.to_string(),
+            rtmps: state
+                .get(KEY_RTMPS)
+                .filter(|a| crate::config::parse_host_port(a).is_some())
+                .unwrap_or_default()
+                .to_string(),
             http: state.get(KEY_HTTP).unwrap_or_default().to_string(),
             flv: state.get(KEY_FLV).unwrap_or_default().to_string(),
             ready: parse_flag(state, KEY_READY)?,
@@ -389,6 +400,7 @@ mod tests {
         LocalAdvert {
             role: NodeRole::Origin,
             rtmp: "10.0.0.1:1935".into(),
+            rtmps: "10.0.0.1:1936".into(),
             http: "10.0.0.1:8080".into(),
             flv: "10.0.0.1:8081".into(),
             ready: true,
@@ -441,6 +453,7 @@ mod tests {
         };
         assert_eq!(parsed.role, NodeRole::Origin);
         assert_eq!(parsed.rtmp, "10.0.0.1:1935");
+        assert_eq!(parsed.rtmps, "10.0.0.1:1936");
         assert_eq!(parsed.load, local.load);
         assert_eq!(parsed.capacity, local.capacity);
         assert_eq!(parsed.usage, local.usage);

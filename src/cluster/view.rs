@@ -37,6 +37,8 @@ pub struct NodeView {
     pub role: NodeRole,
     /// RTMP `host:port` clients are sent to.
     pub rtmp_addr: String,
+    /// RTMPS `host:port` relays with `cluster.relay_tls` dial; "" = no RTMPS listener.
+    pub rtmps_addr: String,
     pub http_addr: String,
     /// HTTP-FLV `host:port` ("" = the node serves no HTTP-FLV).
     pub flv_addr: String,
@@ -104,6 +106,7 @@ impl EdgeView {
         let local = super::state::LocalAdvert {
             role: NodeRole::Edge,
             rtmp: format!("{node_id}:1935"),
+            rtmps: String::new(),
             http: format!("{node_id}:8080"),
             flv: format!("{node_id}:8081"),
             ready: true,
@@ -332,6 +335,7 @@ impl ViewBuilder {
                 id: node_id.to_string(),
                 role: advert.role,
                 rtmp_addr: advert.rtmp.clone(),
+                rtmps_addr: advert.rtmps.clone(),
                 http_addr: advert.http.clone(),
                 flv_addr: advert.flv.clone(),
                 gossip_addr: id.gossip_advertise_addr,

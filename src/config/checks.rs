@@ -64,7 +64,7 @@ pub(super) fn check_value(
             if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
                 return Err(layers.invalid(
                     key,
-                    format!("invalid socket address {value:?}, expected IP:port such as 0.0.0.0:8081 (or empty for off)"),
+                    format!("invalid socket address {value:?}, expected IP:port such as 0.0.0.0:1936 (or empty for off)"),
                 ));
             }
         }
@@ -97,6 +97,57 @@ pub(super) fn check_value(
                     ));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// RTMPS needs a certificate and its key; relays over TLS need certificates to trust, and an
+/// origin they are made to needs an RTMPS listener. (The files themselves are read when the
+/// node starts, and by `--check-config`: see `tls::NodeTls`.)
+pub(super) fn check_tls(config: &Config, layers: &Layers<'_>) -> Result<(), ConfigError> {
+    let rtmp = &config.rtmp;
+    if !rtmp.tls_listen.is_empty() {
+        for (key, value) in [
+            ("rtmp.tls_cert", &rtmp.tls_cert),
+            ("rtmp.tls_key", &rtmp.tls_key),
+        ] {
+            if value.trim().is_empty() {
+                return Err(layers.invalid(
+                    key,
+                    format!(
+                        "required with rtmp.tls_listen ({}): the PEM file of the RTMPS certificate and of its key",
+                        rtmp.tls_listen
+                    ),
+                ));
+            }
+        }
+    }
+    match (
+        rtmp.tls_cert.trim().is_empty(),
+        rtmp.tls_key.trim().is_empty(),
+    ) {
+        (false, true) => {
+            return Err(layers.invalid("rtmp.tls_key", "required with rtmp.tls_cert"));
+        }
+        (true, false) => {
+            return Err(layers.invalid("rtmp.tls_cert", "required with rtmp.tls_key"));
+        }
+        _ => {}
+    }
+    let cluster = &config.cluster;
+    if cluster.relay_tls && config.cluster_enabled() {
+        if cluster.relay_tls_ca.trim().is_empty() && rtmp.tls_cert.trim().is_empty() {
+            return Err(layers.invalid(
+                "cluster.relay_tls_ca",
+                "required with cluster.relay_tls when rtmp.tls_cert is not set: the PEM file of the certificates relays trust",
+            ));
+        }
+        if config.node.role == Role::Origin && rtmp.tls_listen.is_empty() {
+            return Err(layers.invalid(
+                "rtmp.tls_listen",
+                "required on an origin with cluster.relay_tls: relays reach origins over RTMPS",
+            ));
         }
     }
     Ok(())
@@ -207,6 +258,7 @@ pub(super) fn check_cluster_addresses(
     }
     for (key, value) in [
         ("rtmp.advertise", &config.rtmp.advertise),
+        ("rtmp.tls_advertise", &config.rtmp.tls_advertise),
         ("cluster.gossip_advertise", &config.cluster.gossip_advertise),
     ] {
         let unspecified = parse_advertise(value)

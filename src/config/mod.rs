@@ -68,7 +68,7 @@ pub use schema::{
     LogFormat, NodeConfig, Role, RtmpConfig,
 };
 
-use checks::{check_access, check_cluster_addresses, check_value, pick_node_id};
+use checks::{check_access, check_cluster_addresses, check_tls, check_value, pick_node_id};
 use env::{collect_env, process_env};
 use layers::{merge, read_file, Layers};
 use schema::KEYS;
@@ -121,6 +121,7 @@ impl Config {
         }
         check_cluster_addresses(&config, &layers)?;
         check_access(&config, &layers)?;
+        check_tls(&config, &layers)?;
         Ok(config)
     }
 

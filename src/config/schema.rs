@@ -101,6 +101,15 @@ pub struct RtmpConfig {
     /// HAProxy's `send-proxy`, nginx's `proxy_protocol on` or a cloud load balancer; the
     /// client address it names is logged. Connections without one are refused.
     pub proxy_protocol: bool,
+    /// RTMPS listener bind address (IP:port); `""` = no RTMPS listener.
+    pub tls_listen: String,
+    /// `host:port` other nodes use for RTMPS (relays with `cluster.relay_tls`); `""` = the host
+    /// of `rtmp.advertise` with the bound RTMPS port, else the bound address.
+    pub tls_advertise: String,
+    /// PEM certificate chain of the RTMPS listener (leaf first); re-read on SIGHUP.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`; re-read on SIGHUP.
+    pub tls_key: String,
 }
 
 impl RtmpConfig {
@@ -174,6 +183,11 @@ pub struct ClusterConfig {
     pub cluster_id: String,
     /// Upstream pulls this node runs at once, 1..=1_000_000.
     pub max_pulls: usize,
+    /// Relays between nodes (pulls and forwarded publishes) use RTMPS, to the `rtmps`
+    /// address each node advertises.
+    pub relay_tls: bool,
+    /// PEM certificates a relay trusts (pinned, or as roots); `""` = `rtmp.tls_cert`.
+    pub relay_tls_ca: String,
 }
 
 impl fmt::Debug for ClusterConfig {
@@ -190,6 +204,8 @@ impl fmt::Debug for ClusterConfig {
             .field("secret", &secret)
             .field("cluster_id", &self.cluster_id)
             .field("max_pulls", &self.max_pulls)
+            .field("relay_tls", &self.relay_tls)
+            .field("relay_tls_ca", &self.relay_tls_ca)
             .finish()
     }
 }
@@ -348,11 +364,11 @@ pub(super) enum Kind {
     Bool,
     /// IP:port, parsed into `SocketAddr`.
     Listen,
+    /// "" (off) or IP:port.
+    OptionalListen,
     /// "" or host:port; port 0 means "the port the matching listener bound" (see
     /// [`parse_advertise`](super::parse_advertise)).
     OptionalAdvertise,
-    /// "" or IP:port.
-    OptionalListen,
     /// List of host:port.
     HostPortList,
     /// List of strings (each checked by the rule that reads it); from the environment,
@@ -394,6 +410,10 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("rtmp.player_write_timeout_ms", int(1, DAY_MS)),
     ("rtmp.merge_write_ms", int(0, 1000)),
     ("rtmp.proxy_protocol", Kind::Bool),
+    ("rtmp.tls_listen", Kind::OptionalListen),
+    ("rtmp.tls_advertise", Kind::OptionalAdvertise),
+    ("rtmp.tls_cert", STR),
+    ("rtmp.tls_key", STR),
     ("http.listen", Kind::Listen),
     ("http.admin_token", STR),
     ("flv.listen", Kind::OptionalListen),
@@ -404,6 +424,8 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("cluster.secret", STR),
     ("cluster.cluster_id", NON_EMPTY_STR),
     ("cluster.max_pulls", int(1, 1_000_000)),
+    ("cluster.relay_tls", Kind::Bool),
+    ("cluster.relay_tls_ca", STR),
     ("edge.play", Kind::Choice(&["proxy", "redirect", "balance"])),
     ("edge.publish", Kind::Choice(&["proxy", "redirect"])),
     // At most 3 tiers: a relay chain is cut after `relay::MAX_HOPS` (3) pulls.

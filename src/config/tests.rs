@@ -757,3 +757,90 @@ fn access_rules_per_app_from_the_file_and_the_environment() {
     let msg = env_err(&[("RINGCAST_ACCESS__APPS__LIVE__PUBLISH", "cidr|nope")]);
     assert!(msg.contains("unknown checker \"nope\""), "{msg}");
 }
+
+#[test]
+fn rtmps_keys_and_their_rules() {
+    let c = defaults();
+    assert_eq!(c.rtmp.tls_listen, "");
+    assert_eq!(
+        (c.rtmp.tls_cert.as_str(), c.rtmp.tls_key.as_str()),
+        ("", "")
+    );
+    assert!(!c.cluster.relay_tls);
+    assert_eq!(c.cluster.relay_tls_ca, "");
+
+    let on = Config::load_from(
+        None,
+        &env(&[
+            ("RINGCAST_RTMP__TLS_LISTEN", "127.0.0.1:0"),
+            ("RINGCAST_RTMP__TLS_CERT", "/etc/ringcast/cert.pem"),
+            ("RINGCAST_RTMP__TLS_KEY", "/etc/ringcast/key.pem"),
+        ]),
+    )
+    .expect("RTMPS on");
+    assert_eq!(on.rtmp.tls_listen, "127.0.0.1:0");
+
+    let msg = env_err(&[("RINGCAST_RTMP__TLS_LISTEN", "nowhere:1936")]);
+    assert!(
+        msg.starts_with("rtmp.tls_listen: invalid socket address"),
+        "{msg}"
+    );
+    let msg = env_err(&[("RINGCAST_RTMP__TLS_LISTEN", "0.0.0.0:1936")]);
+    assert!(
+        msg.starts_with("rtmp.tls_cert: required with rtmp.tls_listen"),
+        "{msg}"
+    );
+    let msg = env_err(&[
+        ("RINGCAST_RTMP__TLS_LISTEN", "0.0.0.0:1936"),
+        ("RINGCAST_RTMP__TLS_CERT", "/c.pem"),
+    ]);
+    assert!(
+        msg.starts_with("rtmp.tls_key: required with rtmp.tls_listen"),
+        "{msg}"
+    );
+    let msg = env_err(&[("RINGCAST_RTMP__TLS_KEY", "/k.pem")]);
+    assert!(
+        msg.starts_with("rtmp.tls_cert: required with rtmp.tls_key"),
+        "{msg}"
+    );
+    let msg = env_err(&[("RINGCAST_RTMP__TLS_ADVERTISE", "0.0.0.0:1936")]);
+    assert!(
+        msg.starts_with("rtmp.tls_advertise: \"0.0.0.0:1936\" is not routable"),
+        "{msg}"
+    );
+
+    // Relays over TLS need certificates to trust, and an origin needs an RTMPS listener.
+    let err = Config::load_from(
+        None,
+        &cluster_env(&[("RINGCAST_CLUSTER__RELAY_TLS", "true")]),
+    )
+    .expect_err("nothing to trust")
+    .to_string();
+    assert!(
+        err.starts_with("cluster.relay_tls_ca: required with cluster.relay_tls"),
+        "{err}"
+    );
+    let err = Config::load_from(
+        None,
+        &cluster_env(&[
+            ("RINGCAST_CLUSTER__RELAY_TLS", "true"),
+            ("RINGCAST_CLUSTER__RELAY_TLS_CA", "/ca.pem"),
+        ]),
+    )
+    .expect_err("an origin without RTMPS")
+    .to_string();
+    assert!(
+        err.starts_with("rtmp.tls_listen: required on an origin"),
+        "{err}"
+    );
+    let edge = Config::load_from(
+        None,
+        &cluster_env(&[
+            ("RINGCAST_NODE__ROLE", "edge"),
+            ("RINGCAST_CLUSTER__RELAY_TLS", "true"),
+            ("RINGCAST_CLUSTER__RELAY_TLS_CA", "/ca.pem"),
+        ]),
+    )
+    .expect("an edge needs no RTMPS listener to relay over TLS");
+    assert!(edge.cluster.relay_tls);
+}

@@ -48,6 +48,8 @@ pub struct LoadPlan {
     /// Players play over HTTP-FLV from `http://HOST:PORT/APP/STREAM` (`.flv` is added, with
     /// `-N` before it when there are several streams) instead of RTMP.
     pub flv_base: Option<String>,
+    /// Whom `rtmps://` URLs may connect to (`--insecure`, `--ca`, else the system's roots).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl LoadPlan {
@@ -102,7 +104,12 @@ pub async fn run(plan: LoadPlan) -> Report {
     let mut publishers = JoinSet::new();
     if let Some(source) = &plan.source {
         for i in 0..plan.streams {
-            publishers.spawn(publisher::run(plan.publish_url(i), source.clone(), end));
+            publishers.spawn(publisher::run(
+                plan.publish_url(i),
+                source.clone(),
+                end,
+                plan.tls.clone(),
+            ));
         }
     }
     tokio::time::sleep_until(players_start).await;
@@ -140,6 +147,7 @@ pub async fn run(plan: LoadPlan) -> Report {
             read_interval: plan.read_interval,
             measure_from_us,
             follow_redirects: plan.follow_redirects,
+            tls: plan.tls.clone(),
         };
         players.spawn(player::run(target, end, opts));
         if !gap.is_zero() {

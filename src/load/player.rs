@@ -91,7 +91,7 @@ struct Last {
 }
 
 /// How a load-tool player behaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlayerOptions {
     /// Read the socket at most this often (fewer, larger reads: a cheaper client for
     /// capacity runs; delay figures then include up to one interval). Zero: as data arrives.
@@ -101,6 +101,8 @@ pub struct PlayerOptions {
     pub measure_from_us: u64,
     /// Follow RTMP 302 redirects (up to 3), as SRS edges and Flash-era players do.
     pub follow_redirects: bool,
+    /// Whom `rtmps://` URLs may connect to.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Where a player connects: the URL itself, or the one a balancer's route API names.
@@ -147,12 +149,16 @@ async fn play(
 ) -> Result<(), crate::client::ClientError> {
     let joined_at = now_micros().max(opts.measure_from_us);
     let read_interval = opts.read_interval;
+    let client_opts = ClientOptions {
+        tls: opts.tls.clone(),
+        ..ClientOptions::default()
+    };
     let mut c = if opts.follow_redirects {
-        RtmpClient::connect_following(url, ClientOptions::default(), false, 3)
+        RtmpClient::connect_following(url, client_opts, false, 3)
             .await?
             .0
     } else {
-        let mut c = RtmpClient::connect(url, ClientOptions::default()).await?;
+        let mut c = RtmpClient::connect(url, client_opts).await?;
         c.play().await?;
         c
     };

@@ -32,13 +32,18 @@ pub struct PublisherStats {
     pub error: Option<String>,
 }
 
-/// Publishes `source` to `url` until `until`.
-pub async fn run(url: RtmpUrl, source: Source, until: Instant) -> PublisherStats {
+/// Publishes `source` to `url` until `until`; `tls` says whom an `rtmps://` URL may reach.
+pub async fn run(
+    url: RtmpUrl,
+    source: Source,
+    until: Instant,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> PublisherStats {
     let mut stats = PublisherStats {
         url: url.to_string(),
         ..Default::default()
     };
-    if let Err(e) = publish(&url, &source, until, &mut stats).await {
+    if let Err(e) = publish(&url, &source, until, tls, &mut stats).await {
         stats.error = Some(e.to_string());
     }
     stats
@@ -48,9 +53,14 @@ async fn publish(
     url: &RtmpUrl,
     source: &Source,
     until: Instant,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     stats: &mut PublisherStats,
 ) -> Result<(), ClientError> {
-    let mut c = RtmpClient::connect(url, ClientOptions::default()).await?;
+    let opts = ClientOptions {
+        tls,
+        ..ClientOptions::default()
+    };
+    let mut c = RtmpClient::connect(url, opts).await?;
     c.publish().await?;
     match source {
         Source::Synthetic(p) => synthetic(&mut c, p, until, stats).await,

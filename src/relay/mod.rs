@@ -158,6 +158,8 @@ pub struct RelayStatus {
     /// or for a pull on an edge of tier 2 and up, an edge of the tier below.
     pub upstream_node: Option<String>,
     pub upstream_rtmp: Option<String>,
+    /// The URL of the last upstream connection (`rtmps://` with `cluster.relay_tls`).
+    pub upstream_url: Option<String>,
     pub since_seconds: f64,
     /// Upstream connections made so far (1 = never failed over).
     pub connects: u64,
@@ -177,6 +179,7 @@ impl StatusCell {
                 state: RelayState::Connecting,
                 upstream_node: None,
                 upstream_rtmp: None,
+                upstream_url: None,
                 since_seconds: 0.0,
                 connects: 0,
                 last_error: None,
@@ -208,6 +211,11 @@ impl StatusCell {
         }
     }
 
+    /// Records the URL the relay connected to.
+    pub(crate) fn set_url(&self, url: &RtmpUrl) {
+        lock(&self.0).0.upstream_url = Some(url.to_string());
+    }
+
     fn snapshot(&self) -> RelayStatus {
         let cell = lock(&self.0);
         let mut s = cell.0.clone();
@@ -231,6 +239,16 @@ pub(crate) struct RelayContext {
     pub chunk_size: usize,
     /// Makes the credentials that prove our relays to other nodes.
     pub relay_key: RelayKey,
+    /// With `cluster.relay_tls`: relays dial each node's `rtmps` address, trusting these
+    /// certificates, and never plain RTMP.
+    pub tls: Option<Arc<crate::tls::TrustedCertificates>>,
+}
+
+/// How this node's relays reach other nodes: the key their credentials come from, and TLS
+/// when `cluster.relay_tls` is on.
+pub struct Links {
+    pub relay_key: RelayKey,
+    pub tls: Option<Arc<crate::tls::TrustedCertificates>>,
 }
 
 impl RelayContext {
@@ -287,7 +305,24 @@ impl RelayContext {
         hops: u32,
         publish: bool,
     ) -> Result<RtmpClient, ClientError> {
-        let url = upstream_url(&loc.rtmp_addr, path)?;
+        let url = match &self.tls {
+            None => upstream_url(&loc.rtmp_addr, path)?,
+            Some(_) => {
+                let addr = self
+                    .cluster
+                    .view()
+                    .node(&loc.node_id)
+                    .map(|node| node.rtmps_addr.clone())
+                    .unwrap_or_default();
+                if addr.is_empty() {
+                    return Err(ClientError::Tls(
+                        loc.node_id.clone(),
+                        "advertises no RTMPS address (rtmp.tls_listen), and cluster.relay_tls allows no plain RTMP".into(),
+                    ));
+                }
+                RtmpUrl::parse(&format!("rtmps://{}/{}/{}", addr, path.0, path.1))?
+            }
+        };
         let key = crate::server::stream_key(&path.0, &path.1);
         let credential = self.relay_key.issue(
             self.cluster.node_id(),
@@ -301,10 +336,18 @@ impl RelayContext {
             chunk_size: self.chunk_size,
             timeout: RELAY_CALL_TIMEOUT,
             keepalive: true,
+            tls: self.tls.as_ref().map(|trusted| trusted.config()),
             ..ClientOptions::default()
         };
         let (client, chain) =
             RtmpClient::connect_following(&url, opts, publish, MAX_REDIRECTS).await?;
+        if self.tls.is_some() && !client.url.tls {
+            // Only a foreign upstream redirects a relay; never down to plain RTMP.
+            return Err(ClientError::Tls(
+                client.url.authority(),
+                "redirected to plain RTMP, and cluster.relay_tls allows none".into(),
+            ));
+        }
         if chain.len() > 1 {
             info!(chain = %chain.join(" -> "), "upstream redirected the relay");
         }
@@ -399,7 +442,7 @@ impl Relays {
         play_mode: Mode,
         publish_mode: Mode,
         max_pulls: usize,
-        relay_key: RelayKey,
+        links: Links,
     ) -> Arc<Relays> {
         let chunk_size = hub.config().chunk_size;
         let role = cluster.role();
@@ -410,7 +453,8 @@ impl Relays {
                 cluster,
                 self_rtmp,
                 chunk_size,
-                relay_key,
+                relay_key: links.relay_key,
+                tls: links.tls,
             },
             role,
             play_mode,

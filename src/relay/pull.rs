@@ -205,7 +205,8 @@ impl Pull<'_> {
         *connected_before = true;
         retry.reset();
         status.set(RelayState::Pulling, Some(&self.loc), None);
-        info!(upstream = %self.loc.node_id, rtmp = %self.loc.rtmp_addr, source = ?self.loc.source, "pulling");
+        status.set_url(&client.url);
+        info!(upstream = %self.loc.node_id, url = %client.url, source = ?self.loc.source, "pulling");
         // Whether media flows: an origin without the stream parks us, sending nothing.
         let mut upstream_live = false;
         let mut last_media = Instant::now();
@@ -277,6 +278,7 @@ impl Pull<'_> {
                         client = new_client;
                         self.loc = next;
                         status.set(RelayState::Pulling, Some(&self.loc), None);
+                        status.set_url(&client.url);
                         last_media = Instant::now();
                         dedupe_until = Some(Instant::now() + DEDUPE_AFTER_HANDOVER);
                     }

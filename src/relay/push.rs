@@ -128,7 +128,8 @@ impl Push<'_> {
         let mut view = ctx.cluster.subscribe();
         let mut client = ctx.connect(loc, self.path, self.hops, true).await?;
         self.status.set(RelayState::Pushing, Some(loc), None);
-        info!(origin = %loc.node_id, rtmp = %loc.rtmp_addr, "forwarding to origin");
+        self.status.set_url(&client.url);
+        info!(origin = %loc.node_id, url = %client.url, "forwarding to origin");
         let mut waiting_keyframe = true;
         for frame in &snapshot.frames {
             forward(&mut client, frame, &mut waiting_keyframe);

@@ -15,6 +15,7 @@ mod play;
 pub mod proxy_header;
 mod publish;
 mod session;
+mod stream;
 mod traffic;
 
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use crate::access::rules::Access;
 use crate::hub::Hub;
 use crate::relay::Relays;
 use crate::rtmp::chunk::ReaderLimits;
+use crate::tls::TlsAcceptor;
 use clients::Clients;
 use limits::PerIp;
 use log_limit::RateLimitedLog;
@@ -129,6 +131,8 @@ pub struct ServerIdentity {
 
 pub struct RtmpServer {
     listener: TcpListener,
+    /// The RTMPS listener (`rtmp.tls_listen`) and the TLS its connections start with.
+    tls: Option<(TcpListener, TlsAcceptor)>,
     ctx: Arc<ServerContext>,
     max_connections: usize,
     tracker: TaskTracker,
@@ -146,6 +150,7 @@ impl RtmpServer {
         let listener = TcpListener::bind(addr).await?;
         Ok(RtmpServer {
             listener,
+            tls: None,
             ctx: Arc::new(ServerContext {
                 hub,
                 limits,
@@ -178,16 +183,51 @@ impl RtmpServer {
         self.listener.local_addr()
     }
 
-    /// Accepts until `stop_accepting` (a drain: the listener closes, sessions go on) or
+    /// Opens the RTMPS listener: its connections start with a TLS handshake (after the PROXY
+    /// header when `proxy_protocol` is on), then are sessions like any other, under the same
+    /// limits. Returns the bound address.
+    pub async fn bind_tls(
+        &mut self,
+        addr: SocketAddr,
+        acceptor: TlsAcceptor,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        self.tls = Some((listener, acceptor));
+        Ok(bound)
+    }
+
+    /// Accepts until `stop_accepting` (a drain: the listeners close, sessions go on) or
     /// shutdown is cancelled; then, once shutdown is cancelled (sessions are told and close),
-    /// waits up to `grace` for them to finish.
-    pub async fn run(self, stop_accepting: CancellationToken, grace: Duration) {
+    /// waits up to `grace` for them to finish. `rtmp.max_connections` counts the connections
+    /// of both listeners.
+    pub async fn run(mut self, stop_accepting: CancellationToken, grace: Duration) {
         let limit = Arc::new(Semaphore::new(self.max_connections));
+        let tls = self.tls.take();
+        let plain = self.accept_loop(&self.listener, None, &limit, &stop_accepting);
+        let secure = async {
+            if let Some((listener, acceptor)) = &tls {
+                self.accept_loop(listener, Some(acceptor), &limit, &stop_accepting)
+                    .await
+            }
+        };
+        tokio::join!(plain, secure);
+        drop(tls);
+        self.finish(grace).await
+    }
+
+    async fn accept_loop(
+        &self,
+        listener: &TcpListener,
+        tls: Option<&TlsAcceptor>,
+        limit: &Arc<Semaphore>,
+        stop_accepting: &CancellationToken,
+    ) {
         loop {
             let accepted = tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => break,
                 _ = stop_accepting.cancelled() => break,
-                r = self.listener.accept() => r,
+                r = listener.accept() => r,
             };
             let (socket, peer) = match accepted {
                 Ok(a) => a,
@@ -210,12 +250,15 @@ impl RtmpServer {
                 }
             };
             let id = self.ctx.conn_id();
-            let session = session::Session::new(socket, peer, id, self.ctx.clone());
+            let session = session::Session::new(socket, peer, id, self.ctx.clone(), tls.cloned());
             self.tracker.spawn(async move {
                 session.run().await;
                 drop(permit);
             });
         }
+    }
+
+    async fn finish(self, grace: Duration) {
         // Close the listener first, so that nothing new queues behind it.
         drop(self.listener);
         info!(sessions = self.tracker.len(), "stopped accepting");

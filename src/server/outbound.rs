@@ -6,8 +6,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::media::{Frame, FrameKind};
 use crate::rtmp::chunk::{encode_header, encode_message, MessageHeader};
@@ -100,9 +99,14 @@ impl Outbound {
         }
     }
 
-    /// Writes everything queued. Each write may wait at most `stall` for the peer to accept
-    /// bytes: a stuck peer is an error, a slow one that keeps accepting is not.
-    pub async fn write_to(&mut self, w: &mut OwnedWriteHalf, stall: Duration) -> io::Result<()> {
+    /// Writes everything queued, then flushes (TLS may hold records back until then; TCP
+    /// holds nothing). Each write may wait at most `stall` for the peer to accept bytes: a
+    /// stuck peer is an error, a slow one that keeps accepting is not.
+    pub async fn write_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        stall: Duration,
+    ) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = self
             .pieces
             .iter()
@@ -129,6 +133,15 @@ impl Outbound {
             IoSlice::advance_slices(&mut rest, written);
         }
         drop(slices);
+        match tokio::time::timeout(stall, w.flush()).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("peer accepted no bytes for {} ms", stall.as_millis()),
+                ))
+            }
+        }
         self.pieces.clear();
         self.own.clear();
         self.queued = 0;

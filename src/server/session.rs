@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn, Instrument, Span};
@@ -22,6 +21,7 @@ use super::log_limit::Notices;
 use super::outbound::Outbound;
 use super::play::Playing;
 use super::publish::Publishing;
+use super::stream::{self, Reader, Writer};
 use super::ServerContext;
 use crate::hub::Event;
 use crate::rtmp::chunk::{ChunkError, ChunkReader, MessageHeader, RawMessage};
@@ -29,6 +29,7 @@ use crate::rtmp::command::{Command, CommandError};
 use crate::rtmp::handshake::{Handshake, HandshakeError, Step};
 use crate::rtmp::message::{self, MessageError, UserControl};
 use crate::rtmp::*;
+use crate::tls::TlsAcceptor;
 
 /// Window acknowledgement size and peer bandwidth we announce.
 pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
@@ -70,6 +71,8 @@ pub enum SessionError {
     HandshakeTimeout(Duration),
     #[error("peer closed the connection during the handshake")]
     ClosedInHandshake,
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
     #[error("{0}")]
     ProxyHeader(#[from] super::proxy_header::ProxyHeaderError),
     #[error("bad chunk stream: {0}")]
@@ -95,11 +98,12 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// A peer that hangs up abruptly (players do, at the end) is not a server-side problem.
+    /// A peer that hangs up abruptly (players do, at the end) is not a server-side problem;
+    /// nor is a TLS peer closing TCP without a close_notify first (most RTMPS clients do).
     fn is_peer_reset(&self) -> bool {
-        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
         matches!(self, SessionError::Read(e) | SessionError::Write(e)
-            if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe))
+            if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof))
     }
 }
 
@@ -138,8 +142,10 @@ pub struct Session {
     pub(super) id: u64,
     pub(super) ctx: Arc<ServerContext>,
     pub(super) span: Span,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: Reader,
+    wr: Writer,
+    /// Set on the RTMPS listener's connections until the TLS handshake.
+    tls: Option<TlsAcceptor>,
     rbuf: BytesMut,
     pub(super) reader: ChunkReader,
     pub(super) out: Outbound,
@@ -179,13 +185,21 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(socket: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ServerContext>) -> Self {
+    /// A connection accepted on the RTMP listener, or with `tls` on the RTMPS one.
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        ctx: Arc<ServerContext>,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let _ = socket.set_nodelay(true);
-        let (rd, wr) = socket.into_split();
+        let (rd, wr) = stream::tcp(socket);
         let span = tracing::info_span!(
             "conn",
             id,
             %peer,
+            tls = tls.is_some().then_some(true),
             client = tracing::field::Empty,
             app = tracing::field::Empty,
             stream = tracing::field::Empty,
@@ -205,6 +219,7 @@ impl Session {
             span,
             rd,
             wr,
+            tls,
             rbuf: BytesMut::with_capacity(4096),
             reader,
             out: Outbound::new(128),
@@ -303,6 +318,16 @@ impl Session {
                 })
             }
         }
+        if let Some(acceptor) = self.tls.take() {
+            // Bytes that came with the PROXY header are the start of the TLS handshake.
+            let prefix = self.rbuf.split().freeze();
+            let handshake = stream::start_tls(&mut self.rd, &mut self.wr, prefix, &acceptor);
+            tokio::time::timeout_at(deadline, handshake)
+                .await
+                .map_err(|_| SessionError::HandshakeTimeout(limit))?
+                .map_err(SessionError::Tls)?;
+            debug!("TLS handshake done");
+        }
         self.handshake(deadline).await?;
         self.main_loop().await
     }
@@ -357,7 +382,12 @@ impl Session {
                 Step::Done { reply, remaining } => (reply, Some(remaining)),
             };
             if !reply.is_empty() {
-                tokio::time::timeout_at(deadline, self.wr.write_all(&reply))
+                let wr = &mut self.wr;
+                let write = async move {
+                    wr.write_all(&reply).await?;
+                    wr.flush().await
+                };
+                tokio::time::timeout_at(deadline, write)
                     .await
                     .map_err(|_| SessionError::HandshakeTimeout(limit))?
                     .map_err(SessionError::Write)?;

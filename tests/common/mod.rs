@@ -22,6 +22,8 @@ pub struct Node {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     pub rtmp: String,
+    /// RTMPS listener address (`rtmps=`), `None` without `rtmp.tls_listen`.
+    pub rtmps: Option<String>,
     /// HTTP API address (`http=` in the startup line).
     pub http: String,
     /// Gossip address peers use (`gossip=`), `None` when the node runs standalone.
@@ -74,6 +76,7 @@ impl Node {
             child,
             log,
             rtmp: String::new(),
+            rtmps: None,
             http: String::new(),
             gossip: None,
             flv: None,
@@ -88,6 +91,7 @@ impl Node {
         };
         node.rtmp = field("rtmp=").expect("rtmp= in the listening line");
         node.http = field("http=").expect("http= in the listening line");
+        node.rtmps = field("rtmps=").filter(|a| a != "off");
         node.gossip = field("gossip=").filter(|g| g != "off");
         node.flv = field("flv=").filter(|f| f != "off");
         node
@@ -120,6 +124,12 @@ impl Node {
 
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://{}/{}", self.rtmp, path)
+    }
+
+    /// `rtmps://` URL of `path` on the node's RTMPS listener (panics without one).
+    pub fn tls_url(&self, path: &str) -> String {
+        let addr = self.rtmps.as_ref().expect("the node has no RTMPS listener");
+        format!("rtmps://{addr}/{path}")
     }
 
     pub fn log_lines(&self) -> Vec<String> {
