@@ -2,7 +2,7 @@
 # ringcast, SRS and nginx-rtmp on the same machine, in the same run, with the same load tool
 # and the same media, at matched latency settings.
 #
-#   benches/compare.sh            # full run, about 25 minutes on 2 cores
+#   benches/compare.sh            # full run, about 30 minutes on 2 cores
 #   QUICK=1 benches/compare.sh    # one short step of each kind, for a smoke check
 #   STEPS="120 fanout" FANOUT_STEPS=1000 SERVERS="ringcast-0 ringcast-100" benches/compare.sh
 #   SERVERS="ringcast srs" benches/compare.sh   # a subset
@@ -14,14 +14,16 @@
 #   ringcast      ringcast's default (rtmp.merge_write_ms from conf/default.toml)
 #   ringcast-350  rtmp.merge_write_ms = 350: the same budget as SRS's default
 #   ringcast-0    rtmp.merge_write_ms = 0: every frame written at once, as srs-low and nginx
-#   ringcast-N    any other budget N (ms), e.g. SERVERS="ringcast-50 ringcast-200"
+#   ringcast-N    any other budget N (ms); the default run sweeps 0, 50, 100, 200 and 350, and
+#                 summarize.py reports the one conf/default.toml names as the default
 # SRS is ../shared/peers/srs (see its README) or $SRS; without it, its runs are skipped.
 #
 # Media: real H.264/AAC FLV files made here with ffmpeg (SRS refuses synthetic NAL units),
 # replayed by ringcast-load with an SEI send stamp in every picture (--stamp-flv).
 # Steps:
 #   120       120 load-tool players of one 1 Mb/s stream
-#   rtmpdump  120 rtmpdump players of one 1 Mb/s stream (CPU from /proc, bytes from files)
+#   rtmpdump  120 rtmpdump players of one 1 Mb/s stream (CPU from /proc, bytes from files),
+#             measured for twice the step time: the CPU is small and counted in 10 ms ticks
 #   fanout-N  N players of one 2.5 Mb/s stream, N in $FANOUT_STEPS (1000 2000 5000)
 #   streams-N N streams of 600 kb/s, one player each, N in $STREAM_STEPS (300 1000 1500)
 #   idle      2000 players of a stream nobody publishes: RSS per player
@@ -38,11 +40,13 @@ QUICK=${QUICK:-0}
 STEP_SECONDS=${STEP_SECONDS:-$([ "$QUICK" = 1 ] && echo 6 || echo 15)}
 FANOUT_STEPS=${FANOUT_STEPS:-$([ "$QUICK" = 1 ] && echo "1000" || echo "1000 2000 5000")}
 STREAM_STEPS=${STREAM_STEPS:-$([ "$QUICK" = 1 ] && echo "300" || echo "300 1000 1500")}
-SERVERS=${SERVERS:-"nginx srs srs-low ringcast ringcast-350 ringcast-0"}
+SERVERS=${SERVERS:-"nginx srs srs-low ringcast-0 ringcast-50 ringcast-100 ringcast-200 ringcast-350"}
 # Which kinds of step to run (all by default).
 STEPS=${STEPS:-"120 rtmpdump fanout streams idle"}
 has_step() { [[ " $STEPS " == *" $1 "* ]]; }
 SRS=${SRS:-../shared/peers/srs}
+# Another ringcast build to compare with (e.g. the last release), as the ringcast servers.
+RINGCAST_BIN=${RINGCAST_BIN:-target/release/ringcast}
 PORT=${PORT:-19371}
 HTTP_PORT=${HTTP_PORT:-19372}
 
@@ -159,7 +163,7 @@ listen = "127.0.0.1:$HTTP_PORT"
 level = "warn"
 EOF
   ulimit -n 65536 2>/dev/null || true
-  taskset -c 0 target/release/ringcast --config "$WORK/ringcast.toml" 2>"$WORK/ringcast.log" &
+  taskset -c 0 "$RINGCAST_BIN" --config "$WORK/ringcast.toml" 2>"$WORK/ringcast.log" &
   SERVER_PID=$!
   wait_port
 }
@@ -202,7 +206,7 @@ rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 # 120 rtmpdump players: the publisher from the load tool, CPU and RSS from /proc, bytes from
 # what rtmpdump wrote.
 rtmpdump_step() { # name
-  local name=$1 dir="$WORK/dump" seconds=$STEP_SECONDS
+  local name=$1 dir="$WORK/dump" seconds=$((STEP_SECONDS * 2))
   rm -rf "$dir"
   mkdir -p "$dir"
   taskset -c 1 "$LOAD" --url "$URL/dump" --publish file --flv "$MEDIA/1m.flv" --players 0 \

@@ -15,15 +15,37 @@ for path in glob.glob(os.path.join(out, "*.json")):
         r = json.load(f)
     runs[r["label"]] = r
 
+# A run of explicit budgets only stands for the default too: ringcast-D, D from
+# conf/default.toml.
+try:
+    import re
+    _default = re.search(r"^merge_write_ms\s*=\s*(\d+)", open("conf/default.toml").read(), re.M)
+    _default = _default and _default.group(1)
+except OSError:
+    _default = None
+if _default and not any(l.startswith("ringcast-") and not l.split("-")[1].isdigit()
+                        for l in runs):
+    for label in list(runs):
+        prefix = f"ringcast-{_default}-"
+        if label.startswith(prefix):
+            runs["ringcast-" + label[len(prefix):]] = runs[label]
+
 SERVERS = ["nginx", "srs", "srs-low", "ringcast", "ringcast-350", "ringcast-0"]
 NAMES = {
     "nginx": "nginx-rtmp",
     "srs": "SRS (default: mw_latency 350)",
     "srs-low": "SRS (min_latency, mw_latency 0)",
-    "ringcast": "ringcast (default)",
+    "ringcast": f"ringcast (default{', ' + _default + ' ms' if _default else ''})",
     "ringcast-350": "ringcast, merge_write_ms = 350",
     "ringcast-0": "ringcast, merge_write_ms = 0",
 }
+# Other budgets (SERVERS="ringcast-50 ..."), in order of their budget.
+_extra = sorted({l.split("-")[1] for l in runs if l.startswith("ringcast-")
+                 and l.split("-")[1].isdigit() and f"ringcast-{l.split('-')[1]}" not in SERVERS},
+                key=int)
+for _b in _extra:
+    SERVERS.append(f"ringcast-{_b}")
+    NAMES[f"ringcast-{_b}"] = f"ringcast, merge_write_ms = {_b}"
 # (ringcast setting, the setting it is matched with)
 PAIRS = [("ringcast-350", "srs"), ("ringcast-0", "srs-low"), ("ringcast", "srs"),
          ("ringcast-0", "nginx"), ("ringcast", "nginx")]
@@ -171,3 +193,30 @@ for s in present:
         print(f"| {NAMES[s]} | {r['players_connected']} | {sv['rss_start_kib'] / 1024:.1f} → "
               f"{sv['rss_end_kib'] / 1024:.1f} | {per:.1f} |")
 print()
+
+# The latency budget's trade-off: every ringcast-N of the run (N = rtmp.merge_write_ms).
+budgets = sorted(int(s[len("ringcast-"):]) for s in present if s[len("ringcast-"):].isdigit())
+if len(budgets) > 1:
+    cols = [("120", "120 players"), ("rtmpdump", "120 rtmpdump")]
+    cols += [(f"fanout-{n}", f"{n} players") for n in steps("fanout-")]
+    cols += [(f"streams-{n}", f"{n} streams") for n in steps("streams-")]
+    cols = [c for c in cols if any(f"ringcast-{b}-{c[0]}" in runs for b in budgets)]
+    print("### The latency budget: rtmp.merge_write_ms against delay and CPU\n")
+    print("Each cell: delay p50 / p99 ms, then CPU-s per GB (rtmpdump: CPU only).\n")
+    print("| budget ms | " + " | ".join(t for _, t in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for b in budgets:
+        cells = []
+        for key, _ in cols:
+            r = runs.get(f"ringcast-{b}-{key}")
+            if r is None:
+                cells.append("-")
+                continue
+            d = r.get("delay_ms") or {}
+            cpu = fmt((r.get("server") or {}).get("cpu_seconds_per_gb"), ".3f")
+            if d:
+                cells.append(f"{fmt(d.get('p50'), '.0f')} / {fmt(d.get('p99'), '.0f')}, {cpu}")
+            else:
+                cells.append(cpu)
+        print(f"| {b} | " + " | ".join(cells) + " |")
+    print()

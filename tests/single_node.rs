@@ -270,6 +270,17 @@ async fn enhanced_rtmp_hevc_and_opus_pass_through_with_fast_start() {
     p.send_media(9, 80, &key(2)).await.expect("send");
     p.send_media(8, 90, &opus(3)).await.expect("send");
     p.send_media(9, 120, &inter(4)).await.expect("send");
+    // The node reads publishers in batches (the latency budget): wait until it has all seven.
+    common::fleet::wait_for("the node took all seven frames", 5 * SEC, || async {
+        let (_, body) = node.get_json("/api/v1/streams").await;
+        let frames = body["streams"][0]["frames_in"].as_u64();
+        if frames == Some(7) {
+            Ok(())
+        } else {
+            Err(format!("frames_in {frames:?}"))
+        }
+    })
+    .await;
 
     // A late player: sequence starts, then the GOP from the last keyframe, byte for byte.
     let mut c = player(&url).await;

@@ -93,9 +93,9 @@ pub struct RtmpConfig {
     pub player_queue_messages: usize,
     /// 1..=86_400_000; see [`RtmpConfig::player_write_timeout`].
     pub player_write_timeout_ms: u64,
-    /// Cap of adaptive write merging: a player's video may wait 20 µs per player of its
-    /// stream, at most this long, to share a write with what follows. 0: write at once.
-    /// 0..=1000; see [`RtmpConfig::merge_write`].
+    /// The latency budget: the longest a frame may wait in this node to share a read or a
+    /// write (split by `server::budget`). 0: read and write at once. 0..=1000; see
+    /// [`RtmpConfig::merge_write`].
     pub merge_write_ms: u64,
     /// Every connection must start with a PROXY protocol header (v1 or v2), as sent by
     /// HAProxy's `send-proxy`, nginx's `proxy_protocol on` or a cloud load balancer; the

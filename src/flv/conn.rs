@@ -28,7 +28,7 @@ use crate::relay::{ClientInfo, Route};
 use crate::server::clients::Registered;
 use crate::server::clip::Clip;
 use crate::server::{
-    merge_window, parse_query, ServerContext, AUDIO_HOLD, BATCH_BYTES, BATCH_FRAMES,
+    parse_query, write_window, ServerContext, AUDIO_HOLD, BATCH_BYTES, BATCH_FRAMES,
     MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
 };
 
@@ -87,7 +87,7 @@ impl FlvConn {
     ) -> FlvConn {
         let _ = socket.set_nodelay(true);
         let (rd, wr) = socket.into_split();
-        let registered = ctx.clients.register_as(id, peer, "http-flv");
+        let registered = ctx.clients.register_as(id, peer, "http-flv", &ctx.shutdown);
         FlvConn {
             id,
             peer,
@@ -473,14 +473,15 @@ impl FlvConn {
         }
         self.flush(&mut out).await?;
 
-        let mut shutdown = std::pin::pin!(self.ctx.shutdown.clone().cancelled_owned());
-        let mut kicked = std::pin::pin!(self.registered.entry.kick.clone().cancelled_owned());
+        // The kick switch is a child of the shutdown token: one token serves both.
+        let mut stop = std::pin::pin!(self.registered.entry.kick.clone().cancelled_owned());
         let mut flush_timer = std::pin::pin!(tokio::time::sleep(Duration::from_secs(3600)));
         let mut pending_since: Option<tokio::time::Instant> = None;
         let mut scratch = [0u8; 1024];
         let mut read_after_head = 0usize;
+        // HTTP-FLV players are never relays: the whole write share of the budget.
+        let merge = write_window(self.ctx.limits.merge_write, false);
         loop {
-            let merge = merge_window(self.ctx.limits.merge_write, player.stream_players());
             let flush_at = flush_deadline(&out, pending_since, merge);
             if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) {
                 self.flush(&mut out).await?;
@@ -495,12 +496,14 @@ impl FlvConn {
             let merging = out.has_video() && pending_since.is_some() && !merge.is_zero();
             tokio::select! {
                 biased;
-                _ = &mut shutdown => {
+                _ = &mut stop => {
+                    if !self.ctx.shutdown.is_cancelled() {
+                        return Ok("closed by an operator".into());
+                    }
                     self.flush(&mut out).await?;
                     self.write_raw(b"0\r\n\r\n").await?;
                     return Ok("server shutting down".into());
                 }
-                _ = &mut kicked => return Ok("closed by an operator".into()),
                 r = self.rd.read(&mut scratch) => match r {
                     Ok(0) => return Ok("client closed".into()),
                     Err(e) => return Err(FlvError::Read(e)),

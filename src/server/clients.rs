@@ -25,7 +25,7 @@ pub struct ClientEntry {
     client: Mutex<SocketAddr>,
     started: Instant,
     started_unix: u64,
-    /// Cancelled to ask the session to close.
+    /// Cancelled to ask the session to close: by a kick, or by the server's shutdown.
     pub kick: CancellationToken,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -116,17 +116,25 @@ impl Drop for Registered {
 }
 
 impl Clients {
-    /// Adds the RTMP session `id`, connected from `client`.
-    pub fn register(self: &Arc<Self>, id: u64, client: SocketAddr) -> Registered {
-        self.register_as(id, client, "rtmp")
+    /// Adds the RTMP session `id`, connected from `client`; see [`Clients::register_as`].
+    pub fn register(
+        self: &Arc<Self>,
+        id: u64,
+        client: SocketAddr,
+        shutdown: &CancellationToken,
+    ) -> Registered {
+        self.register_as(id, client, "rtmp", shutdown)
     }
 
-    /// Adds connection `id` of `protocol` ("rtmp", "http-flv"), connected from `client`.
+    /// Adds connection `id` of `protocol` ("rtmp", "http-flv"), connected from `client`. Its
+    /// kick switch is a child of `shutdown`, so that a connection watches one token for both
+    /// (each watched token costs a lock on every wake-up of the connection).
     pub fn register_as(
         self: &Arc<Self>,
         id: u64,
         client: SocketAddr,
         protocol: &'static str,
+        shutdown: &CancellationToken,
     ) -> Registered {
         let entry = Arc::new(ClientEntry {
             id,
@@ -136,7 +144,7 @@ impl Clients {
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            kick: CancellationToken::new(),
+            kick: shutdown.child_token(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             state: Mutex::new(ClientState::default()),
@@ -203,8 +211,8 @@ mod tests {
     fn entries_live_as_long_as_their_session_and_can_be_kicked() {
         let clients = Arc::new(Clients::default());
         let addr: SocketAddr = ([127, 0, 0, 1], 4000).into();
-        let a = clients.register(1, addr);
-        let b = clients.register(2, addr);
+        let a = clients.register(1, addr, &CancellationToken::new());
+        let b = clients.register(2, addr, &CancellationToken::new());
         a.entry.set_app("live", false);
         a.entry.set_role(Some(("publish", "live/cam")));
         b.entry.set_role(Some(("play", "live/cam")));
@@ -219,6 +227,12 @@ mod tests {
         assert!(a.entry.kick.is_cancelled() && !b.entry.kick.is_cancelled());
         assert!(clients.kick(2));
         assert!(!clients.kick(3));
+        // The server's shutdown reaches every connection through the same token.
+        let shutdown = CancellationToken::new();
+        let c = clients.register(3, addr, &shutdown);
+        shutdown.cancel();
+        assert!(c.entry.kick.is_cancelled());
+        drop(c);
         drop(a);
         assert_eq!(clients.len(), 1);
         drop(b);

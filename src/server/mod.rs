@@ -4,6 +4,7 @@
 //! on a connection: each runs in its own task, and a panic in one is logged by its task's end,
 //! not felt by the others.
 
+mod budget;
 pub mod clients;
 pub mod clip;
 mod commands;
@@ -29,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+pub(crate) use budget::write_window;
 pub(crate) use decide::parse_query;
 pub(crate) use play::{BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS};
-pub(crate) use session::{merge_window, AUDIO_HOLD, MERGE_MAX_BYTES};
 pub use session::{stream_key, SessionError};
+pub(crate) use session::{AUDIO_HOLD, MERGE_MAX_BYTES};
 pub use traffic::{RateMeter, Traffic};
 
 use crate::access::relay_credential::RelayKey;

@@ -1,6 +1,6 @@
 //! The publishing side of a session: take the stream's publisher slot, feed media into the hub.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
@@ -25,6 +25,11 @@ pub struct Publishing {
     pub bytes: u64,
     pub messages: u64,
 }
+
+/// Beyond the ingest wait, how long a publish waits for the slot a publisher is leaving.
+const SLOT_GRACE: Duration = Duration::from_millis(50);
+/// How often it looks.
+const SLOT_POLL: Duration = Duration::from_millis(5);
 
 impl Session {
     pub(super) async fn on_publish(
@@ -69,7 +74,7 @@ impl Session {
                 return Ok(());
             }
         }
-        match self.take_stream(&key) {
+        match self.take_stream_waiting(&key).await {
             Ok(publisher) => {
                 self.span.record("stream", key.as_str());
                 self.span.record("role", "publish");
@@ -118,6 +123,24 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// [`Session::take_stream`], waiting a little for a publisher that just left: between two
+    /// batched reads (see `budget::ingest_wait`) a session has not seen its peer close yet, and
+    /// a publisher reconnecting at once (ffmpeg in a loop, OBS after a blip) would be refused.
+    async fn take_stream_waiting(&self, key: &str) -> Result<Publisher, PublishError> {
+        let wait = super::budget::ingest_wait(self.ctx.limits.merge_write);
+        let deadline = tokio::time::Instant::now() + wait + SLOT_GRACE;
+        loop {
+            match self.take_stream(key) {
+                Err(PublishError::AlreadyPublishing(_))
+                    if !wait.is_zero() && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(SLOT_POLL).await
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The publisher slot of `key`: refused while a live publisher holds it, unless this app's

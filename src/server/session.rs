@@ -35,33 +35,12 @@ use crate::tls::TlsAcceptor;
 pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
 /// Merged media is written once this much is queued, whatever the merge window.
 pub(crate) const MERGE_MAX_BYTES: usize = 256 * 1024;
-/// Write-merge window per player of a stream (see `Session::merge_window`).
-const MERGE_PER_PLAYER: Duration = Duration::from_micros(20);
 /// Longest audio/data waits for a video frame to share a write with.
 pub(crate) const AUDIO_HOLD: Duration = Duration::from_millis(40);
 /// Read buffer growth step.
 const READ_RESERVE: usize = 64 * 1024;
 /// Smallest read buffer after the handshake.
 const MIN_READ_RESERVE: usize = 2048;
-
-/// How long a player's video may wait to share a write with what follows: 20 µs per
-/// player of the stream, at most `cap` (`rtmp.merge_write_ms`). A write costs about 10 µs of
-/// kernel time whatever its size, so one frame to N players already takes about N x 10 µs to
-/// send; merging for twice that at most doubles the spread players see, and halves the
-/// writes once the window covers two frames (about 1,700 players at 30 fps). 100 players:
-/// 2 ms; 2,500 and more: the cap. The same rule for RTMP and HTTP-FLV players.
-pub(crate) fn merge_window(cap: Duration, players: usize) -> Duration {
-    if cap.is_zero() {
-        return Duration::ZERO;
-    }
-    let window = (MERGE_PER_PLAYER * players as u32).min(cap);
-    // Below the timer's 1 ms resolution a window only costs a wake-up.
-    if window < Duration::from_millis(1) {
-        Duration::ZERO
-    } else {
-        window
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -133,6 +112,8 @@ enum Wake {
     Event(Result<Event, RecvError>),
     /// Merged media has waited long enough.
     FlushDue,
+    /// A publisher's batched read may go ahead.
+    ReadResume,
     Shutdown,
     /// The admin API asked this connection to close.
     Kicked,
@@ -210,7 +191,7 @@ impl Session {
             similar_suppressed = tracing::field::Empty,
         );
         let limits = ctx.limits;
-        let registered = ctx.clients.register(id, peer);
+        let registered = ctx.clients.register(id, peer, &ctx.shutdown);
         let mut reader = ChunkReader::new(limits.reader);
         // Until it publishes, every message a client sends is held to the command limit.
         reader.allow_media(false);
@@ -411,13 +392,18 @@ impl Session {
         // The shutdown wait and both timers live as long as the session: a future created per
         // wake-up registers with (and on drop leaves) the token's waiter list or the timer
         // wheel each time, which is measurable at tens of thousands of wake-ups per second.
-        let mut shutdown = std::pin::pin!(self.ctx.shutdown.clone().cancelled_owned());
-        let mut kicked = std::pin::pin!(self.registered.entry.kick.clone().cancelled_owned());
+        // The kick switch is a child of the shutdown token: one token serves both.
+        let mut stop = std::pin::pin!(self.registered.entry.kick.clone().cancelled_owned());
         let idle_timeout = self.ctx.limits.idle_timeout;
         let mut last_activity = tokio::time::Instant::now();
         let mut idle = std::pin::pin!(tokio::time::sleep_until(last_activity + idle_timeout));
         // Armed only while `flush_at` is set; its deadline until then does not matter.
         let mut flush_timer = std::pin::pin!(tokio::time::sleep_until(idle.deadline()));
+        // A publisher's reads are batched: after a read that emptied the socket the next one
+        // waits this long (see `budget`), so that several messages arrive in one read.
+        let ingest_wait = super::budget::ingest_wait(self.ctx.limits.merge_write);
+        let mut read_paused = false;
+        let mut ingest_timer = std::pin::pin!(tokio::time::sleep_until(idle.deadline()));
         loop {
             let mut flush_at = self.flush_deadline();
             if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) || self.closing.is_some()
@@ -462,11 +448,16 @@ impl Session {
             if self.rbuf.capacity() - self.rbuf.len() < reserve / 2 {
                 self.rbuf.reserve(reserve);
             }
+            let room = self.rbuf.capacity() - self.rbuf.len();
             let wake = tokio::select! {
                 biased;
-                _ = &mut shutdown => Wake::Shutdown,
-                _ = &mut kicked => Wake::Kicked,
-                r = self.rd.read_buf(&mut self.rbuf) => Wake::Read(r),
+                _ = &mut stop => if self.ctx.shutdown.is_cancelled() {
+                    Wake::Shutdown
+                } else {
+                    Wake::Kicked
+                },
+                r = self.rd.read_buf(&mut self.rbuf), if !read_paused => Wake::Read(r),
+                _ = &mut ingest_timer, if read_paused => Wake::ReadResume,
                 _ = &mut idle, if idle_due.is_some() => {
                     match idle_due {
                         Some(due) if due > tokio::time::Instant::now() => {
@@ -509,7 +500,17 @@ impl Session {
                     self.last_read = n;
                     self.process_input().await?;
                     self.maybe_ack();
+                    // A read that filled the buffer may have left more behind: read again.
+                    // A relay pushing from another node was batched where it entered.
+                    let relay = self.connect.as_ref().is_some_and(|c| c.hops > 0);
+                    if self.publishing.is_some() && !relay && !ingest_wait.is_zero() && n < room {
+                        read_paused = true;
+                        ingest_timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + ingest_wait);
+                    }
                 }
+                Wake::ReadResume => read_paused = false,
                 Wake::Read(Err(e)) => return Err(SessionError::Read(e)),
                 Wake::IdleTimeout if self.close_at.is_some() => {
                     info!("redirected client did not leave; closing");
@@ -546,7 +547,7 @@ impl Session {
 
     /// When queued output must be written, never when nothing is queued:
     /// - now for command answers and statuses, and once a batch is full;
-    /// - video after the merge window (see `merge_window`);
+    /// - video after the merge window (see [`super::budget`]);
     /// - audio and data ride with the next video frame, waiting at most `AUDIO_HOLD` (or the
     ///   merge window if longer). Half the writes of a typical stream are audio; sending it
     ///   with video saves those syscalls and costs audio at most one video frame interval.
@@ -589,10 +590,11 @@ impl Session {
         }
     }
 
-    /// How long this player's video may wait to share a write (see [`merge_window`]).
+    /// How long this player's video may wait to share a write (see [`super::budget`]).
     fn merge_window(&self) -> Duration {
+        let relay = self.connect.as_ref().is_some_and(|c| c.hops > 0);
         match &self.playing {
-            Some(p) => merge_window(self.ctx.limits.merge_write, p.player.stream_players()),
+            Some(_) => super::budget::write_window(self.ctx.limits.merge_write, relay),
             None => Duration::ZERO,
         }
     }
