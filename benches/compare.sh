@@ -14,7 +14,7 @@
 #   ringcast      ringcast's default (rtmp.merge_write_ms from conf/default.toml)
 #   ringcast-350  rtmp.merge_write_ms = 350: the same budget as SRS's default
 #   ringcast-0    rtmp.merge_write_ms = 0: every frame written at once, as srs-low and nginx
-#   ringcast-N    any other budget N (ms); the default run sweeps 0, 50, 100, 200 and 350, and
+#   ringcast-N    any other budget N (ms); the default run sweeps 0, 100, 200 and 350, and
 #                 summarize.py reports the one conf/default.toml names as the default
 # SRS is ../shared/peers/srs (see its README) or $SRS; without it, its runs are skipped.
 #
@@ -40,13 +40,14 @@ QUICK=${QUICK:-0}
 STEP_SECONDS=${STEP_SECONDS:-$([ "$QUICK" = 1 ] && echo 6 || echo 15)}
 FANOUT_STEPS=${FANOUT_STEPS:-$([ "$QUICK" = 1 ] && echo "1000" || echo "1000 2000 5000")}
 STREAM_STEPS=${STREAM_STEPS:-$([ "$QUICK" = 1 ] && echo "300" || echo "300 1000 1500")}
-SERVERS=${SERVERS:-"nginx srs srs-low ringcast-0 ringcast-50 ringcast-100 ringcast-200 ringcast-350"}
+SERVERS=${SERVERS:-"nginx srs srs-low ringcast-0 ringcast-100 ringcast-200 ringcast-350"}
 # Which kinds of step to run (all by default).
 STEPS=${STEPS:-"120 rtmpdump fanout streams idle"}
 has_step() { [[ " $STEPS " == *" $1 "* ]]; }
 SRS=${SRS:-../shared/peers/srs}
 # Another ringcast build to compare with (e.g. the last release), as the ringcast servers.
-RINGCAST_BIN=${RINGCAST_BIN:-target/release/ringcast}
+# (Not RINGCAST_*: ringcast reads every RINGCAST_ variable as configuration.)
+RC_BIN=${RC_BIN:-target/release/ringcast}
 PORT=${PORT:-19371}
 HTTP_PORT=${HTTP_PORT:-19372}
 
@@ -91,6 +92,7 @@ wait_port() {
     sleep 0.1
   done
   echo "nothing listens on $PORT" >&2
+  [ -s "$WORK/ringcast.log" ] && tail -3 "$WORK/ringcast.log" >&2
   return 1
 }
 
@@ -163,7 +165,7 @@ listen = "127.0.0.1:$HTTP_PORT"
 level = "warn"
 EOF
   ulimit -n 65536 2>/dev/null || true
-  taskset -c 0 "$RINGCAST_BIN" --config "$WORK/ringcast.toml" 2>"$WORK/ringcast.log" &
+  taskset -c 0 "$RC_BIN" --config "$WORK/ringcast.toml" 2>"$WORK/ringcast.log" &
   SERVER_PID=$!
   wait_port
 }

@@ -13,6 +13,12 @@ use tracing_subscriber::EnvFilter;
 use ringcast::access::{token, Action};
 use ringcast::config::{Config, LogFormat};
 
+/// mimalloc instead of glibc's malloc: every published message allocates its chunked body and
+/// its frame (a few KiB, above glibc's per-thread cache), and with many small streams glibc's
+/// bins were 18 % of the server's CPU (`perf`, 1,500 streams of one player each).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ringcast",

@@ -80,7 +80,7 @@ impl Default for SessionLimits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
-            merge_write: Duration::from_millis(100),
+            merge_write: Duration::from_millis(200),
             proxy_protocol: false,
             publish_idle_timeout: Duration::from_secs(5),
             max_connections_per_ip: 1000,
