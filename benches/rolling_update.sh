@@ -10,6 +10,8 @@
 #                                    # missing / repeated, timestamps going back
 #
 # Nodes on CPU 0, the load tool on CPU 1. Needs the two binaries, curl and python3.
+# Gaps are measured frame by frame, so nodes write each frame at once (BUDGET=0) unless
+# BUDGET sets rtmp.merge_write_ms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=target/bench
@@ -26,6 +28,7 @@ start() { # id role index
     RINGCAST_RTMP__LISTEN=127.0.0.1:$((19571 + i)) RINGCAST_HTTP__LISTEN=127.0.0.1:$((19581 + i)) \
     RINGCAST_CLUSTER__GOSSIP_LISTEN=127.0.0.1:$((19591 + i)) RINGCAST_CLUSTER__SECRET="$SECRET" \
     RINGCAST_CLUSTER__SEEDS=127.0.0.1:19591,127.0.0.1:19592 RINGCAST_RTMP__MAX_CONNECTIONS_PER_IP=0 \
+    RINGCAST_RTMP__MERGE_WRITE_MS="${BUDGET:-0}" \
     RINGCAST_LOG__LEVEL=info taskset -c 0 target/release/ringcast 2>>"$OUT/rolling-$id.log" &
   PID[$id]=$!
 }

@@ -136,7 +136,7 @@ fn defaults_equal_documented_values() {
     assert_eq!(c.rtmp.idle_timeout_ms, 30_000);
     assert_eq!(c.rtmp.gop_cache_max_bytes, 16_777_216);
     assert_eq!(c.rtmp.player_queue_messages, 256);
-    assert_eq!(c.rtmp.merge_write_ms, 100);
+    assert_eq!(c.rtmp.merge_write_ms, 200);
     assert_eq!(c.rtmp.player_write_timeout_ms, 10_000);
     assert_eq!(c.rtmp.handshake_timeout(), Duration::from_secs(10));
     assert_eq!(c.rtmp.idle_timeout(), Duration::from_secs(30));

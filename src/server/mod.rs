@@ -61,7 +61,7 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
     /// A write that makes no progress this long disconnects the peer.
     pub write_timeout: Duration,
-    /// How long a player's media may wait to be merged with what follows (0: not at all).
+    /// The latency budget, `rtmp.merge_write_ms` (see `budget`; 0: no waiting at all).
     pub merge_write: Duration,
     /// Every connection starts with a PROXY protocol header (v1 or v2) naming the client.
     pub proxy_protocol: bool,

@@ -35,6 +35,8 @@ use crate::tls::TlsAcceptor;
 pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
 /// Merged media is written once this much is queued, whatever the merge window.
 pub(crate) const MERGE_MAX_BYTES: usize = 256 * 1024;
+/// Events of the played stream passed on at shutdown before the goodbye.
+const SHUTDOWN_DRAIN_EVENTS: usize = 1024;
 /// Longest audio/data waits for a video frame to share a write with.
 pub(crate) const AUDIO_HOLD: Duration = Duration::from_millis(40);
 /// Read buffer growth step.
@@ -478,6 +480,15 @@ impl Session {
             }
             match wake {
                 Wake::Shutdown => {
+                    // What the stream already said (an unpublish, the last frames) may still
+                    // wait in the ring while merged video waits for its deadline: pass it on
+                    // before the goodbye (a bounded number, however fast the ring fills).
+                    for _ in 0..SHUTDOWN_DRAIN_EVENTS {
+                        let Some(ev) = self.try_event() else { break };
+                        if self.on_event(ev).is_err() {
+                            break;
+                        }
+                    }
                     self.say_goodbye("server shutting down");
                     let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
                     return Ok(());
