@@ -185,11 +185,11 @@ impl RtmpClient {
                     "rtmps:// needs a TLS client configuration".into(),
                 ));
             };
-            ClientStream::tls(tcp, &url.host, config)
+            stream::tls(tcp, &url.host, config)
                 .await
                 .map_err(|e| ClientError::Tls(url.authority(), e))?
         } else {
-            ClientStream::Tcp(tcp)
+            stream::tcp(tcp)
         };
         let (mut hs, c0c1) = Handshake::client()?;
         write_flushed(&mut socket, &c0c1).await?;
