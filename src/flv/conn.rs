@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -28,8 +28,8 @@ use crate::relay::{ClientInfo, Route};
 use crate::server::clients::Registered;
 use crate::server::clip::Clip;
 use crate::server::{
-    parse_query, write_window, ServerContext, AUDIO_HOLD, BATCH_BYTES, BATCH_FRAMES,
-    MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
+    parse_query, write_all_vectored, write_window, ServerContext, AUDIO_HOLD, BATCH_BYTES,
+    BATCH_FRAMES, MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
 };
 
 /// Bytes a client may send after its request before it is closed (an HTTP-FLV player sends
@@ -438,15 +438,10 @@ impl FlvConn {
 
     async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), FlvError> {
         let stall = self.ctx.limits.write_timeout;
-        match tokio::time::timeout(stall, self.wr.write_all(bytes)).await {
-            Ok(r) => r.map_err(FlvError::Write)?,
-            Err(_) => {
-                return Err(FlvError::Write(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("peer accepted no bytes for {} ms", stall.as_millis()),
-                )))
-            }
-        }
+        let mut slices = [std::io::IoSlice::new(bytes)];
+        write_all_vectored(&mut self.wr, &mut slices, stall)
+            .await
+            .map_err(FlvError::Write)?;
         self.account(bytes.len());
         Ok(())
     }

@@ -6,12 +6,10 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 use crate::media::{Frame, FrameKind};
-
-/// Most iovecs one `writev` takes on Linux (IOV_MAX).
-const MAX_IOVECS: usize = 1024;
+use crate::server::write_all_vectored;
 
 #[derive(Default)]
 pub struct FlvOut {
@@ -71,32 +69,6 @@ impl FlvOut {
         self.video = false;
         Ok(total)
     }
-}
-
-/// Writes every slice, `MAX_IOVECS` at a time, each write within `stall`.
-pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    slices: &mut [IoSlice<'_>],
-    stall: Duration,
-) -> io::Result<()> {
-    let mut rest: &mut [IoSlice<'_>] = slices;
-    while !rest.is_empty() {
-        let n = rest.len().min(MAX_IOVECS);
-        let written = match tokio::time::timeout(stall, w.write_vectored(&rest[..n])).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("peer accepted no bytes for {} ms", stall.as_millis()),
-                ))
-            }
-        };
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut rest, written);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

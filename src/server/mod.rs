@@ -32,6 +32,7 @@ use tracing::{error, info, warn};
 
 pub(crate) use budget::write_window;
 pub(crate) use decide::parse_query;
+pub(crate) use outbound::write_all_vectored;
 pub(crate) use play::{BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS};
 pub use session::{stream_key, SessionError};
 pub(crate) use session::{AUDIO_HOLD, MERGE_MAX_BYTES};

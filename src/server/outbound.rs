@@ -115,32 +115,11 @@ impl Outbound {
                 Piece::Shared(b) => IoSlice::new(b),
             })
             .collect();
-        let mut rest: &mut [IoSlice<'_>] = &mut slices;
-        while !rest.is_empty() {
-            let n = rest.len().min(MAX_IOVECS);
-            let written = match tokio::time::timeout(stall, w.write_vectored(&rest[..n])).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("peer accepted no bytes for {} ms", stall.as_millis()),
-                    ))
-                }
-            };
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut rest, written);
-        }
+        write_all_vectored(w, &mut slices, stall).await?;
         drop(slices);
         match tokio::time::timeout(stall, w.flush()).await {
             Ok(r) => r?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("peer accepted no bytes for {} ms", stall.as_millis()),
-                ))
-            }
+            Err(_) => return Err(stalled(stall)),
         }
         self.pieces.clear();
         self.own.clear();
@@ -149,6 +128,35 @@ impl Outbound {
         self.video = false;
         Ok(())
     }
+}
+
+/// Writes every slice, [`MAX_IOVECS`] at a time, each write within `stall`: RTMP players'
+/// batches and HTTP-FLV players' chunks alike.
+pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    slices: &mut [IoSlice<'_>],
+    stall: Duration,
+) -> io::Result<()> {
+    let mut rest: &mut [IoSlice<'_>] = slices;
+    while !rest.is_empty() {
+        let n = rest.len().min(MAX_IOVECS);
+        let written = match tokio::time::timeout(stall, w.write_vectored(&rest[..n])).await {
+            Ok(r) => r?,
+            Err(_) => return Err(stalled(stall)),
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, written);
+    }
+    Ok(())
+}
+
+fn stalled(stall: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("peer accepted no bytes for {} ms", stall.as_millis()),
+    )
 }
 
 #[cfg(test)]
