@@ -28,8 +28,8 @@ use crate::relay::{ClientInfo, Route};
 use crate::server::clients::Registered;
 use crate::server::clip::Clip;
 use crate::server::{
-    parse_query, write_all_vectored, write_window, ServerContext, AUDIO_HOLD, BATCH_BYTES,
-    BATCH_FRAMES, MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
+    parse_query, write_all_vectored, write_window, ServerContext, WriteDue, AUDIO_HOLD,
+    BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
 };
 
 /// Bytes a client may send after its request before it is closed (an HTTP-FLV player sends
@@ -460,13 +460,16 @@ impl FlvConn {
     async fn stream(&mut self, mut player: Player, snapshot: Snapshot) -> Result<String, FlvError> {
         let head = self.ok_head(true);
         self.write_raw(head.as_bytes()).await?;
-        let mut play = PlayState::default();
+        // HTTP-FLV players are never relays: the whole write share of the budget.
+        let budget = self.ctx.limits.merge_write;
+        let mut play = PlayState::new(budget, write_window(budget, false));
         let mut out = FlvOut::default();
         out.raw(flv_header(&snapshot));
         for frame in &snapshot.frames {
             play.queue(&mut out, frame);
         }
         self.flush(&mut out).await?;
+        play.due.clear();
 
         // The kick switch is a child of the shutdown token: one token serves both.
         let mut stop = std::pin::pin!(self.registered.entry.kick.clone().cancelled_owned());
@@ -474,13 +477,13 @@ impl FlvConn {
         let mut pending_since: Option<tokio::time::Instant> = None;
         let mut scratch = [0u8; 1024];
         let mut read_after_head = 0usize;
-        // HTTP-FLV players are never relays: the whole write share of the budget.
-        let merge = write_window(self.ctx.limits.merge_write, false);
+        let merge = play.window;
         loop {
-            let flush_at = flush_deadline(&out, pending_since, merge);
+            let flush_at = flush_deadline(&out, pending_since, play.due.get());
             if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) {
                 self.flush(&mut out).await?;
                 pending_since = None;
+                play.due.clear();
                 continue;
             }
             if let Some(at) = flush_at.filter(|at| *at != flush_timer.deadline()) {
@@ -521,6 +524,7 @@ impl FlvConn {
                     }
                     self.flush(&mut out).await?;
                     pending_since = None;
+                    play.due.clear();
                 }
             }
         }
@@ -537,12 +541,12 @@ impl FlvConn {
 }
 
 /// When queued tags must be written (`None`: nothing queued): at once past
-/// [`MERGE_MAX_BYTES`]; video after the merge window; audio and data with the next video
-/// frame, waiting at most [`AUDIO_HOLD`] (or the window if longer). As RTMP players.
+/// [`MERGE_MAX_BYTES`]; video when due (see `server::budget`); audio and data with the next
+/// video frame, waiting at least [`AUDIO_HOLD`] for it. As RTMP players.
 fn flush_deadline(
     out: &FlvOut,
     pending_since: Option<tokio::time::Instant>,
-    merge: Duration,
+    due: Option<tokio::time::Instant>,
 ) -> Option<tokio::time::Instant> {
     if out.is_empty() {
         return None;
@@ -551,11 +555,11 @@ fn flush_deadline(
     if out.queued_bytes() >= MERGE_MAX_BYTES {
         return Some(now);
     }
-    let since = pending_since.unwrap_or(now);
+    let due = due.unwrap_or(now);
     Some(if out.has_video() {
-        since + merge
+        due
     } else {
-        since + merge.max(AUDIO_HOLD)
+        due.max(pending_since.unwrap_or(now) + AUDIO_HOLD)
     })
 }
 
@@ -585,17 +589,32 @@ fn flv_header(snapshot: &Snapshot) -> Bytes {
     Bytes::from(vec![b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0])
 }
 
-/// Keyframe gating and lag accounting of one player.
-#[derive(Default)]
+/// Keyframe gating, lag accounting and write deadlines of one player.
 struct PlayState {
     /// Video is held back until a keyframe (start without a cached GOP, after a lag, after
     /// a republish), so the first picture a decoder sees is a keyframe.
     started_video: bool,
     lags: u32,
     dropped: u64,
+    /// The latency budget, and how long video may wait when its frames do not say.
+    budget: Duration,
+    window: Duration,
+    /// When the queued tags must be written.
+    due: WriteDue,
 }
 
 impl PlayState {
+    fn new(budget: Duration, window: Duration) -> PlayState {
+        PlayState {
+            started_video: false,
+            lags: 0,
+            dropped: 0,
+            budget,
+            window,
+            due: WriteDue::default(),
+        }
+    }
+
     fn queue(&mut self, out: &mut FlvOut, frame: &Arc<Frame>) {
         if frame.kind == FrameKind::Video && !self.started_video && !frame.sequence_header {
             if !frame.keyframe {
@@ -606,6 +625,7 @@ impl PlayState {
             self.lags = 0;
         }
         out.frame(frame);
+        self.due.frame(frame, self.budget, self.window);
     }
 
     /// An event, plus whatever else is already waiting, queued as one batch.

@@ -12,6 +12,7 @@ mod stream;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -148,6 +149,7 @@ impl Hub {
                 hub: self.clone(),
                 stream,
                 conn_id,
+                held_since: None,
             },
             replaced,
         ))
@@ -266,6 +268,8 @@ pub struct Publisher {
     hub: Hub,
     stream: Arc<Stream>,
     conn_id: u64,
+    /// What the frames sent next carry as [`Frame::held_since`](crate::media::Frame).
+    held_since: Option<Instant>,
 }
 
 impl Publisher {
@@ -276,12 +280,20 @@ impl Publisher {
     /// Feeds one audio, video or data message into the stream (ignored once another
     /// publisher took the slot over).
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
-        self.stream.ingest(self.conn_id, kind, timestamp, payload);
+        self.stream
+            .ingest(self.conn_id, kind, timestamp, payload, self.held_since);
+    }
+
+    /// The earliest the bytes of the frames sent next may have waited in the publisher's
+    /// socket (see [`Frame::held_since`](crate::media::Frame)); None where unknown.
+    pub fn set_held_since(&mut self, since: Option<Instant>) {
+        self.held_since = since;
     }
 
     /// `onMetaData` (without the `@setDataFrame` wrapper), kept whole for new players.
     pub fn set_metadata(&self, timestamp: u32, payload: Bytes) {
-        self.stream.set_metadata(self.conn_id, timestamp, payload);
+        self.stream
+            .set_metadata(self.conn_id, timestamp, payload, self.held_since);
     }
 
     /// False once a real publisher took over a relay's slot.
@@ -295,8 +307,9 @@ impl Publisher {
         self.stream.discontinuity(self.conn_id);
     }
 
+    /// Players of the stream, viewers and relays (a relaxed read, no lock).
     pub fn player_count(&self) -> usize {
-        self.stream.info().players
+        self.stream.player_count()
     }
 }
 

@@ -273,24 +273,34 @@ impl Stream {
         t
     }
 
-    pub(super) fn set_metadata(&self, conn_id: u64, timestamp: u32, payload: Bytes) {
+    pub(super) fn set_metadata(
+        &self,
+        conn_id: u64,
+        timestamp: u32,
+        payload: Bytes,
+        held_since: Option<Instant>,
+    ) {
         let mut state = lock(&self.state);
         if !state.holds(conn_id) {
             return;
         }
         state.last_ingest = Some(Instant::now());
         let t = Self::timeline(&mut state, timestamp, false);
-        let frame = Arc::new(Frame::new(
-            FrameKind::Data,
-            t,
-            payload,
-            self.config.chunk_size,
-        ));
+        let mut frame = Frame::new(FrameKind::Data, t, payload, self.config.chunk_size);
+        frame.held_since = held_since;
+        let frame = Arc::new(frame);
         state.metadata = Some(frame.clone());
         let _ = self.tx.send(Event::Frame(frame));
     }
 
-    pub(super) fn ingest(&self, conn_id: u64, kind: FrameKind, timestamp: u32, payload: Bytes) {
+    pub(super) fn ingest(
+        &self,
+        conn_id: u64,
+        kind: FrameKind,
+        timestamp: u32,
+        payload: Bytes,
+        held_since: Option<Instant>,
+    ) {
         let mut state = lock(&self.state);
         // A relay that lost the slot to a real publisher may still be sending.
         if !state.holds(conn_id) {
@@ -304,7 +314,9 @@ impl Stream {
         let t = Self::timeline(&mut state, timestamp, settles);
         // Chunked once here, inside the lock only because the timeline decides the timestamp;
         // it is a single copy of the payload shared by every player.
-        let frame = Arc::new(Frame::new(kind, t, payload, self.config.chunk_size));
+        let mut frame = Frame::new(kind, t, payload, self.config.chunk_size);
+        frame.held_since = held_since;
+        let frame = Arc::new(frame);
         if frame.sequence_header {
             match kind {
                 FrameKind::Video => state.video_sequence = Some(frame.clone()),

@@ -325,3 +325,24 @@ fn a_takeover_replaces_a_live_publisher_and_names_it() {
     let (_, replaced) = hub.publish_takeover("live/u", 3).expect("new stream");
     assert_eq!(replaced, None);
 }
+
+#[test]
+fn frames_carry_when_their_bytes_may_first_have_waited() {
+    let hub = hub();
+    let mut p = hub.publish("live/a", 1).expect("publish");
+    let (mut player, _) = hub.play("live/a").expect("play");
+    assert_eq!(p.player_count(), 1);
+    // Unknown until the session says (a relay never does).
+    p.send(FrameKind::Video, 0, Bytes::from_static(AVC_SEQ));
+    let since = std::time::Instant::now();
+    p.set_held_since(Some(since));
+    p.set_metadata(0, Bytes::from_static(b"\x02\x00\x0aonMetaData\x05"));
+    p.send(FrameKind::Video, 0, Bytes::from_static(KEYFRAME));
+    let mut held = Vec::new();
+    while let Ok(ev) = player.rx.try_recv() {
+        if let Event::Frame(f) = ev {
+            held.push(f.held_since);
+        }
+    }
+    assert_eq!(held, vec![None, Some(since), Some(since)]);
+}

@@ -54,6 +54,11 @@ pub struct Frame {
     /// HTTP-FLV player needs it and then shared by all of them, as `chunked` is by RTMP
     /// players. Streams nobody plays over HTTP never build it.
     flv: OnceLock<Bytes>,
+    /// The earliest its bytes may have waited in the publisher's socket on this node (the end
+    /// of the publisher's last read that emptied it): players write it by then plus the
+    /// latency budget. None where unknown (frames pulled from another node), and players
+    /// then wait at most the budget's write window.
+    pub held_since: Option<std::time::Instant>,
 }
 
 impl Frame {
@@ -85,6 +90,7 @@ impl Frame {
             chunked,
             chunk_size: chunk_size.max(1),
             flv: OnceLock::new(),
+            held_since: None,
         }
     }
 

@@ -4,14 +4,22 @@
 //! streams cheap; the budget says how much delay an operator pays for it, at every audience
 //! size.
 //!
-//! The budget is split once per node: a publisher's reads wait up to [`ingest_wait`] (a third
-//! of the budget, at most 100 ms) so that several messages arrive in one read, and a player's writes
-//! wait up to [`write_window`] for the rest. A frame therefore waits at most the budget from the publisher's socket to a
-//! player's, never longer (a full batch, a command answer or a status is written sooner).
-//! Relays to other nodes get no write window: their players' own window covers them, so an
-//! edge hop adds no merge delay.
+//! The budget is split per stream: a publisher's reads wait up to [`ingest_wait_for`] so that
+//! several messages arrive in one read, and its players' writes wait for the rest. Each frame
+//! carries the instant its bytes may first have waited in the publisher's socket (the end of
+//! the last read that emptied it, `Frame::held_since`), and a player writes it by that instant
+//! plus the budget ([`WriteDue`]). A frame therefore waits at most the budget from the
+//! publisher's socket to a player's, never longer (a full batch, a command answer or a status
+//! is written sooner). Frames without that instant (pulled from another node) may wait
+//! [`write_window`], what the longest ingest wait leaves of the budget. Relays to other nodes
+//! get no write window: their players' own window covers them, so an edge hop adds no merge
+//! delay.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::media::Frame;
 
 /// The timer's resolution: a wait below it would only cost a wake-up.
 const TICK: Duration = Duration::from_millis(1);
@@ -31,6 +39,54 @@ pub(crate) fn ingest_wait(budget: Duration) -> Duration {
         Duration::ZERO
     } else {
         wait
+    }
+}
+
+/// How long the next read of a publisher with `players` players may wait after a read that
+/// emptied its socket. A read is shared by every player of the stream and a write is not, so
+/// the larger the audience, the more of the budget goes to the writes: the budget divided by
+/// 2 + √players (a third for one player, a 13th for 120, a 47th for 2,000), never more than
+/// [`ingest_wait`]. (For `players` writes per read, `1/i + players/w` with `i + w` fixed is
+/// least near `i = budget / (1 + √players)`; one more in the divisor keeps one player at a
+/// third, which the many-streams measurements chose.)
+pub(crate) fn ingest_wait_for(budget: Duration, players: usize) -> Duration {
+    let divisor = 2.0 + (players.max(1) as f64).sqrt();
+    let wait = budget.div_f64(divisor).min(ingest_wait(budget));
+    if wait < TICK {
+        Duration::ZERO
+    } else {
+        wait
+    }
+}
+
+/// When a player's queued media must be written: the earliest deadline of its queued frames.
+#[derive(Debug, Default)]
+pub(crate) struct WriteDue(Option<Instant>);
+
+impl WriteDue {
+    /// Notes a frame queued for a player whose writes may wait `window` (zero: write at once).
+    /// A frame from a local publisher is due `budget` after its bytes may first have waited
+    /// in the publisher's socket; one without that instant, `window` from now. A frame queued
+    /// after another is never due earlier, except across a change of publisher.
+    pub(crate) fn frame(&mut self, frame: &Frame, budget: Duration, window: Duration) {
+        let due = match (self.0, frame.held_since) {
+            (Some(due), _) if window.is_zero() => due,
+            (None, _) if window.is_zero() => Instant::now(),
+            (Some(due), Some(since)) => due.min(Instant::from_std(since) + budget),
+            // Frames without the instant come from a relay, whose first frame set the due.
+            (Some(due), None) => due,
+            (None, Some(since)) => Instant::from_std(since) + budget,
+            (None, None) => Instant::now() + window,
+        };
+        self.0 = Some(due);
+    }
+
+    pub(crate) fn get(&self) -> Option<Instant> {
+        self.0
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -74,6 +130,66 @@ mod tests {
         // Below the timer's tick a wait is not worth its wake-up.
         assert_eq!(ingest_wait(MS), Duration::ZERO);
         assert_eq!(write_window(MS, false), MS);
+    }
+
+    #[test]
+    fn larger_audiences_leave_more_of_the_budget_to_writes() {
+        // Below the 100 ms ceiling, so that every step shows.
+        let budget = 240 * MS;
+        assert_eq!(ingest_wait_for(budget, 0), ingest_wait(budget));
+        assert_eq!(ingest_wait_for(budget, 1), ingest_wait(budget));
+        let mut last = ingest_wait(budget);
+        for players in [2, 10, 120, 2000, 100_000] {
+            let wait = ingest_wait_for(budget, players);
+            assert!(wait < last, "{players}: {wait:?}");
+            last = wait;
+        }
+        assert_eq!(ingest_wait_for(350 * MS, 120).as_millis(), 27);
+        assert_eq!(ingest_wait_for(350 * MS, 2), 100 * MS);
+        // Below the tick, no wait at all.
+        assert_eq!(ingest_wait_for(10 * MS, 100_000), Duration::ZERO);
+        assert_eq!(
+            ingest_wait_for(200 * MS, 1),
+            66 * MS + Duration::from_nanos(666_666)
+        );
+    }
+
+    fn frame(held_since: Option<std::time::Instant>) -> Frame {
+        let mut f = Frame::new(
+            crate::media::FrameKind::Audio,
+            0,
+            bytes::Bytes::from_static(&[0xAF, 1]),
+            4096,
+        );
+        f.held_since = held_since;
+        f
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_is_due_a_budget_after_its_bytes_arrived() {
+        let budget = 350 * MS;
+        let window = write_window(budget, false);
+        let since = std::time::Instant::now();
+        let start = Instant::from_std(since);
+        let mut due = WriteDue::default();
+        assert_eq!(due.get(), None);
+        due.frame(&frame(Some(since)), budget, window);
+        assert_eq!(due.get(), Some(start + budget));
+        // A later frame of the same publisher does not move the deadline.
+        due.frame(&frame(Some(since + 100 * MS)), budget, window);
+        assert_eq!(due.get(), Some(start + budget));
+        // An earlier one (a new publisher's) does.
+        due.frame(&frame(Some(since - 10 * MS)), budget, window);
+        assert_eq!(due.get(), Some(start + budget - 10 * MS));
+        due.clear();
+        // A relayed frame: the window from now.
+        let now = Instant::now();
+        due.frame(&frame(None), budget, window);
+        assert_eq!(due.get(), Some(now + window));
+        // A relay player writes at once, whatever the frame says.
+        let mut relay = WriteDue::default();
+        relay.frame(&frame(Some(since)), budget, Duration::ZERO);
+        assert_eq!(relay.get(), Some(Instant::now()));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::media::{Frame, FrameKind};
@@ -17,8 +18,9 @@ const MAX_IOVECS: usize = 1024;
 enum Piece {
     /// A range of `Outbound::own`: headers and control messages written for this connection.
     Own(Range<usize>),
-    /// A frame body shared with every other player.
-    Shared(Bytes),
+    /// A frame's body, shared with every other player. Holding the frame (moved in from the
+    /// stream's ring) rather than a clone of its body saves a reference count per frame.
+    Shared(Arc<Frame>),
 }
 
 pub struct Outbound {
@@ -88,14 +90,14 @@ impl Outbound {
     }
 
     /// Queues a shared frame for message stream `stream_id`: our header, its shared body.
-    pub fn frame(&mut self, frame: &Frame, stream_id: u32) {
+    pub fn frame(&mut self, frame: Arc<Frame>, stream_id: u32) {
         let start = self.own.len();
         encode_header(&mut self.own, &frame.header(stream_id), frame.len);
         self.video |= frame.kind == FrameKind::Video;
         self.extend_own(start);
         if !frame.chunked.is_empty() {
             self.queued += frame.chunked.len();
-            self.pieces.push(Piece::Shared(frame.chunked.clone()));
+            self.pieces.push(Piece::Shared(frame));
         }
     }
 
@@ -112,7 +114,7 @@ impl Outbound {
             .iter()
             .map(|p| match p {
                 Piece::Own(r) => IoSlice::new(&self.own[r.clone()]),
-                Piece::Shared(b) => IoSlice::new(b),
+                Piece::Shared(f) => IoSlice::new(&f.chunked),
             })
             .collect();
         write_all_vectored(w, &mut slices, stall).await?;
@@ -195,7 +197,7 @@ mod tests {
             let len = 100 + (i as usize * 977) % 30_000;
             let payload = Bytes::from(vec![(i % 251) as u8; len]);
             let frame = Frame::new(FrameKind::Video, i * 33, payload.clone(), 4096);
-            out.frame(&frame, 1);
+            out.frame(Arc::new(frame), 1);
             expected.push((i * 33, payload));
         }
         assert!(out.is_urgent() && out.has_video());

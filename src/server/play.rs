@@ -37,6 +37,9 @@ pub struct Playing {
     pub paused: bool,
     pub receive_audio: bool,
     pub receive_video: bool,
+    /// How long video may wait to share a write when its frames do not say (see
+    /// [`super::budget`]): nothing for another node's relay.
+    pub write_window: std::time::Duration,
     /// Video is held back until a keyframe (start without a cached GOP, after a lag, after a
     /// republish), so the first picture a decoder sees is a keyframe.
     waiting_keyframe: bool,
@@ -148,6 +151,8 @@ impl Session {
             &access,
         );
         self.registered.entry.set_role(Some(("play", key.as_str())));
+        let hops = self.connect.as_ref().map_or(0, |c| c.hops);
+        let write_window = super::budget::write_window(self.ctx.limits.merge_write, hops > 0);
         self.playing = Some(Playing {
             name: name.clone(),
             player,
@@ -157,6 +162,7 @@ impl Session {
             paused: false,
             receive_audio: true,
             receive_video: true,
+            write_window,
             waiting_keyframe: true,
             consecutive_lags: 0,
             dropped: 0,
@@ -167,12 +173,12 @@ impl Session {
 
     fn send_snapshot(&mut self, snapshot: Snapshot) {
         for frame in &snapshot.frames {
-            self.queue_frame(frame);
+            self.queue_frame(frame.clone());
         }
     }
 
     /// Queues a frame for the player unless it must be held back.
-    fn queue_frame(&mut self, frame: &Arc<Frame>) {
+    fn queue_frame(&mut self, frame: Arc<Frame>) {
         let Some(p) = self.playing.as_mut() else {
             return;
         };
@@ -192,7 +198,9 @@ impl Session {
             p.waiting_keyframe = false;
             p.consecutive_lags = 0;
         }
-        let sid = p.stream_id;
+        let (sid, window) = (p.stream_id, p.write_window);
+        self.write_due
+            .frame(&frame, self.ctx.limits.merge_write, window);
         self.out.frame(frame, sid);
     }
 
@@ -250,7 +258,7 @@ impl Session {
         while let Some(ev) = next.take() {
             match ev {
                 Ok(Event::Frame(frame)) => {
-                    self.queue_frame(&frame);
+                    self.queue_frame(frame);
                     frames += 1;
                 }
                 Ok(Event::Unpublished) => self.on_unpublished(),

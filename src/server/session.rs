@@ -153,6 +153,8 @@ pub struct Session {
     pub(super) close_at: Option<tokio::time::Instant>,
     /// When the oldest media still queued was queued (write merging).
     pending_since: Option<tokio::time::Instant>,
+    /// When the queued media must be written (see [`super::budget`]).
+    pub(super) write_due: super::budget::WriteDue,
     /// The client: the TCP peer, or the address a PROXY protocol header named.
     pub(super) client: SocketAddr,
     /// This connection's place in the per-address connection count.
@@ -217,6 +219,7 @@ impl Session {
             closing: None,
             close_reason: None,
             pending_since: None,
+            write_due: Default::default(),
             close_at: None,
             last_read: 0,
             client: peer,
@@ -402,9 +405,12 @@ impl Session {
         // Armed only while `flush_at` is set; its deadline until then does not matter.
         let mut flush_timer = std::pin::pin!(tokio::time::sleep_until(idle.deadline()));
         // A publisher's reads are batched: after a read that emptied the socket the next one
-        // waits this long (see `budget`), so that several messages arrive in one read.
-        let ingest_wait = super::budget::ingest_wait(self.ctx.limits.merge_write);
+        // waits a share of the budget that shrinks as the stream's audience grows (see
+        // `budget`), so that several messages arrive in one read. The frames of a read carry
+        // the instant the socket was last emptied: the earliest their bytes may have arrived.
+        let budget = self.ctx.limits.merge_write;
         let mut read_paused = false;
+        let mut emptied_at = std::time::Instant::now();
         let mut ingest_timer = std::pin::pin!(tokio::time::sleep_until(idle.deadline()));
         loop {
             let mut flush_at = self.flush_deadline();
@@ -509,16 +515,29 @@ impl Session {
                         .bytes_in
                         .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     self.last_read = n;
+                    // A relay pushing from another node was batched where it entered, and
+                    // its frames may already have waited there.
+                    let relay = self.connect.as_ref().is_some_and(|c| c.hops > 0);
+                    if let Some(p) = self.publishing.as_mut() {
+                        p.publisher.set_held_since((!relay).then_some(emptied_at));
+                    }
+                    // A read that filled the buffer may have left more behind: read again.
+                    if n < room {
+                        emptied_at = std::time::Instant::now();
+                    }
                     self.process_input().await?;
                     self.maybe_ack();
-                    // A read that filled the buffer may have left more behind: read again.
-                    // A relay pushing from another node was batched where it entered.
-                    let relay = self.connect.as_ref().is_some_and(|c| c.hops > 0);
-                    if self.publishing.is_some() && !relay && !ingest_wait.is_zero() && n < room {
+                    let wait = match &self.publishing {
+                        Some(p) if !relay && n < room => {
+                            super::budget::ingest_wait_for(budget, p.publisher.player_count())
+                        }
+                        _ => Duration::ZERO,
+                    };
+                    if !wait.is_zero() {
                         read_paused = true;
                         ingest_timer
                             .as_mut()
-                            .reset(tokio::time::Instant::now() + ingest_wait);
+                            .reset(tokio::time::Instant::now() + wait);
                     }
                 }
                 Wake::ReadResume => read_paused = false,
@@ -569,17 +588,16 @@ impl Session {
         if self.out.is_empty() {
             return None;
         }
-        let merge = self.merge_window();
         let now = tokio::time::Instant::now();
         if self.out.is_urgent() || self.out.queued_bytes() >= MERGE_MAX_BYTES {
             return Some(now);
         }
-        let since = self.pending_since.unwrap_or(now);
+        let due = self.write_due.get().unwrap_or(now);
         let relay = self.connect.as_ref().is_some_and(|c| c.hops > 0);
         if self.out.has_video() || relay {
-            Some(since + merge)
+            Some(due)
         } else {
-            Some(since + merge.max(AUDIO_HOLD))
+            Some(due.max(self.pending_since.unwrap_or(now) + AUDIO_HOLD))
         }
     }
 
@@ -588,6 +606,7 @@ impl Session {
         self.out.has_video()
             && !self.out.is_urgent()
             && self.pending_since.is_some()
+            && self.write_due.get().is_some()
             && !self.merge_window().is_zero()
     }
 
@@ -603,15 +622,14 @@ impl Session {
 
     /// How long this player's video may wait to share a write (see [`super::budget`]).
     fn merge_window(&self) -> Duration {
-        let relay = self.connect.as_ref().is_some_and(|c| c.hops > 0);
-        match &self.playing {
-            Some(_) => super::budget::write_window(self.ctx.limits.merge_write, relay),
-            None => Duration::ZERO,
-        }
+        self.playing
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.write_window)
     }
 
     pub(super) async fn flush(&mut self) -> Result<(), SessionError> {
         self.pending_since = None;
+        self.write_due.clear();
         if self.out.is_empty() {
             return Ok(());
         }
