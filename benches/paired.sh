@@ -113,7 +113,7 @@ cpu_ns() {
 }
 
 : >"$OUT/results.txt"
-round() { # first-port server, its build, second-port server, its build
+round() { # first-port server, its build, second-port server, its build, which of A/B is first
   local pa pb players=() loaders=()
   start "$1" "$2" "${PORTS[0]}"
   pa=$STARTED
@@ -144,28 +144,25 @@ round() { # first-port server, its build, second-port server, its build
   kill "$pa" "$pb" 2>/dev/null || true
   wait "$pa" "$pb" 2>/dev/null || true
   PIDS=()
-  python3 - "$1" "$3" "$a0" "$a1" "$b0" "$b1" "$DURATION" <<'PY' | tee -a "$OUT/results.txt"
+  python3 - "$5" "$a0" "$a1" "$b0" "$b1" "$DURATION" "$A" "$B" <<'PY' | tee -a "$OUT/results.txt"
 import sys
-a, b, a0, a1, b0, b1, secs = sys.argv[1:]
-ca, cb = (int(a1) - int(a0)) / 1e6, (int(b1) - int(b0)) / 1e6
-print(f"{a}: {ca:.1f} ms, {b}: {cb:.1f} ms of CPU in {secs} s; {b}/{a} = {cb / ca:.3f}")
+first, a0, a1, b0, b1, secs, name_a, name_b = sys.argv[1:]
+c1, c2 = (int(a1) - int(a0)) / 1e6, (int(b1) - int(b0)) / 1e6
+ca, cb = (c1, c2) if first == "A" else (c2, c1)
+print(f"A {name_a}: {ca:.1f} ms, B {name_b}: {cb:.1f} ms of CPU in {secs} s "
+      f"(A on the {'first' if first == 'A' else 'second'} port); B/A = {cb / ca:.3f}")
 PY
 }
 
 for _ in $(seq 1 "$ROUNDS"); do
-  round "$A" "$RC_BIN_A" "$B" "$RC_BIN_B"
-  round "$B" "$RC_BIN_B" "$A" "$RC_BIN_A"
+  round "$A" "$RC_BIN_A" "$B" "$RC_BIN_B" A
+  round "$B" "$RC_BIN_B" "$A" "$RC_BIN_A" B
 done
 python3 - "$A" "$B" "$OUT/results.txt" <<'PY'
 import re, sys
 a, b, path = sys.argv[1:]
-ratios = []
-for line in open(path):
-    m = re.match(r"(\S+): ([\d.]+) ms, (\S+): ([\d.]+) ms", line)
-    if m:
-        x, cx, y, cy = m.group(1), float(m.group(2)), m.group(3), float(m.group(4))
-        ratios.append(cx / cy if x == a else cy / cx)
+ratios = [float(m.group(1)) for line in open(path) if (m := re.search(r"B/A = ([\d.]+)", line))]
 if ratios:
-    print(f"{a} / {b} CPU: " + ", ".join(f"{r:.3f}" for r in ratios)
+    print(f"B {b} / A {a} CPU: " + ", ".join(f"{r:.3f}" for r in ratios)
           + f"; mean {sum(ratios) / len(ratios):.3f}")
 PY

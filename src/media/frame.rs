@@ -5,7 +5,9 @@ use std::sync::OnceLock;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::tag;
-use crate::rtmp::chunk::{chunk_body, MessageHeader};
+use crate::rtmp::chunk::{
+    chunk_body_len, encode_header, put_chunk_body, MessageHeader, MAX_HEADER_LEN,
+};
 use crate::rtmp::{CSID_AUDIO, CSID_DATA, CSID_VIDEO, MSG_AUDIO, MSG_DATA_AMF0, MSG_VIDEO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +36,8 @@ impl FrameKind {
 }
 
 /// One message as every player receives it. Immutable and shared (`Arc<Frame>`): the
-/// per-player part of a send is only the fmt 0 header built from these fields.
+/// per-player part of a send is at most the fmt 0 header built from these fields, and nothing
+/// for a player on message stream 1 (almost every player), which sends `wire` as it is.
 #[derive(Debug)]
 pub struct Frame {
     pub kind: FrameKind,
@@ -48,6 +51,9 @@ pub struct Frame {
     /// plain payload is not kept beside it: for a multi-chunk message that would hold every
     /// byte twice in the GOP cache and the fan-out ring.
     pub chunked: Bytes,
+    /// The whole message for message stream 1: its fmt 0 header, then `chunked` (which is a
+    /// slice of it).
+    pub wire: Bytes,
     /// The chunk size `chunked` was cut at.
     chunk_size: usize,
     /// The frame as an FLV tag (header, payload, previous-tag size), built the first time an
@@ -80,7 +86,22 @@ impl Frame {
             FrameKind::Audio => (false, tag::is_audio_sequence_header(&payload)),
             FrameKind::Data => (false, false),
         };
-        let chunked = chunk_body(kind.csid(), timestamp, &payload, chunk_size);
+        let chunk_size = chunk_size.max(1);
+        let (csid, len) = (kind.csid(), payload.len());
+        let body = chunk_body_len(csid, timestamp, len, chunk_size);
+        let header = MessageHeader {
+            csid,
+            timestamp,
+            type_id: kind.type_id(),
+            stream_id: 1,
+        };
+        // One exact allocation, the header included (see `chunk_body` on why it is fresh).
+        let mut out = BytesMut::with_capacity(MAX_HEADER_LEN + body);
+        encode_header(&mut out, &header, len);
+        let header_len = out.len();
+        put_chunk_body(&mut out, csid, timestamp, &payload, chunk_size);
+        let wire = out.freeze();
+        let chunked = wire.slice(header_len..);
         Frame {
             kind,
             timestamp,
@@ -88,7 +109,8 @@ impl Frame {
             sequence_header,
             len: payload.len(),
             chunked,
-            chunk_size: chunk_size.max(1),
+            wire,
+            chunk_size,
             flv: OnceLock::new(),
             held_since: None,
         }

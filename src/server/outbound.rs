@@ -21,6 +21,8 @@ enum Piece {
     /// A frame's body, shared with every other player. Holding the frame (moved in from the
     /// stream's ring) rather than a clone of its body saves a reference count per frame.
     Shared(Arc<Frame>),
+    /// A whole frame for message stream 1, its header included: shared too.
+    Whole(Arc<Frame>),
 }
 
 pub struct Outbound {
@@ -89,11 +91,17 @@ impl Outbound {
         self.urgent = true;
     }
 
-    /// Queues a shared frame for message stream `stream_id`: our header, its shared body.
+    /// Queues a shared frame for message stream `stream_id`: on stream 1 the frame as it is
+    /// (one iovec, nothing built per player); on another, our header and its shared body.
     pub fn frame(&mut self, frame: Arc<Frame>, stream_id: u32) {
+        self.video |= frame.kind == FrameKind::Video;
+        if stream_id == 1 {
+            self.queued += frame.wire.len();
+            self.pieces.push(Piece::Whole(frame));
+            return;
+        }
         let start = self.own.len();
         encode_header(&mut self.own, &frame.header(stream_id), frame.len);
-        self.video |= frame.kind == FrameKind::Video;
         self.extend_own(start);
         if !frame.chunked.is_empty() {
             self.queued += frame.chunked.len();
@@ -115,6 +123,7 @@ impl Outbound {
             .map(|p| match p {
                 Piece::Own(r) => IoSlice::new(&self.own[r.clone()]),
                 Piece::Shared(f) => IoSlice::new(&f.chunked),
+                Piece::Whole(f) => IoSlice::new(&f.wire),
             })
             .collect();
         write_all_vectored(w, &mut slices, stall).await?;
@@ -197,8 +206,10 @@ mod tests {
             let len = 100 + (i as usize * 977) % 30_000;
             let payload = Bytes::from(vec![(i % 251) as u8; len]);
             let frame = Frame::new(FrameKind::Video, i * 33, payload.clone(), 4096);
-            out.frame(Arc::new(frame), 1);
-            expected.push((i * 33, payload));
+            // Stream 1 sends the frame whole; any other gets its own header.
+            let sid = if i % 3 == 0 { 2 } else { 1 };
+            out.frame(Arc::new(frame), sid);
+            expected.push((sid, i * 33, payload));
         }
         assert!(out.is_urgent() && out.has_video());
         let reader = tokio::spawn(async move {
@@ -213,7 +224,7 @@ mod tests {
                 assert!(n > 0, "closed early");
                 buf.extend_from_slice(&small[..n]);
                 while let Some(m) = reader.read(&mut buf).expect("valid chunks") {
-                    got.push((m.timestamp, m.payload));
+                    got.push((m.stream_id, m.timestamp, m.payload));
                 }
             }
             got

@@ -4,4 +4,7 @@ pub mod reader;
 pub mod writer;
 
 pub use reader::{ChunkError, ChunkReader, RawMessage, ReaderLimits};
-pub use writer::{chunk_body, encode_header, encode_message, MessageHeader, MAX_HEADER_LEN};
+pub use writer::{
+    chunk_body, chunk_body_len, encode_header, encode_message, put_chunk_body, MessageHeader,
+    MAX_HEADER_LEN,
+};

@@ -64,20 +64,38 @@ pub fn encode_header<B: BufMut>(out: &mut B, h: &MessageHeader, len: usize) {
 /// payload is usually a slice of a 64 KiB read buffer, and a cached frame holding such a slice
 /// would keep the whole buffer alive (fast-start caches hold seconds of frames per stream).
 pub fn chunk_body(csid: u32, timestamp: u32, payload: &[u8], chunk_size: usize) -> Bytes {
+    let mut out =
+        BytesMut::with_capacity(chunk_body_len(csid, timestamp, payload.len(), chunk_size));
+    put_chunk_body(&mut out, csid, timestamp, payload, chunk_size);
+    out.freeze()
+}
+
+/// The length of [`chunk_body`]'s result.
+pub fn chunk_body_len(csid: u32, timestamp: u32, len: usize, chunk_size: usize) -> usize {
     let extended = timestamp >= EXTENDED_TIMESTAMP;
     let per_chunk = if extended { 5 } else { 1 } + if csid >= 64 { 2 } else { 0 };
-    let chunks = payload.len().div_ceil(chunk_size).max(1);
-    let mut out = BytesMut::with_capacity(payload.len() + (chunks - 1) * per_chunk);
-    for (i, piece) in payload.chunks(chunk_size).enumerate() {
+    let chunks = len.div_ceil(chunk_size.max(1)).max(1);
+    len + (chunks - 1) * per_chunk
+}
+
+/// Appends what [`chunk_body`] returns to `out`.
+pub fn put_chunk_body(
+    out: &mut BytesMut,
+    csid: u32,
+    timestamp: u32,
+    payload: &[u8],
+    chunk_size: usize,
+) {
+    let extended = timestamp >= EXTENDED_TIMESTAMP;
+    for (i, piece) in payload.chunks(chunk_size.max(1)).enumerate() {
         if i > 0 {
-            put_basic_header(&mut out, 3, csid);
+            put_basic_header(out, 3, csid);
             if extended {
                 out.put_u32(timestamp);
             }
         }
         out.put_slice(piece);
     }
-    out.freeze()
 }
 
 /// Chunks a whole message into `out` (header, payload, continuation chunks).
