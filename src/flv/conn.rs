@@ -28,7 +28,7 @@ use crate::relay::{ClientInfo, Route};
 use crate::server::clients::Registered;
 use crate::server::clip::Clip;
 use crate::server::{
-    parse_query, write_all_vectored, write_window, ServerContext, WriteDue, AUDIO_HOLD,
+    media_flush_at, parse_query, write_all_vectored, write_window, ServerContext, WriteDue,
     BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
 };
 
@@ -468,22 +468,17 @@ impl FlvConn {
         for frame in &snapshot.frames {
             play.queue(&mut out, frame);
         }
-        self.flush(&mut out).await?;
-        play.due.clear();
+        self.flush(&mut out, &mut play).await?;
 
         // The kick switch is a child of the shutdown token: one token serves both.
         let mut stop = std::pin::pin!(self.registered.entry.kick.clone().cancelled_owned());
         let mut flush_timer = std::pin::pin!(tokio::time::sleep(Duration::from_secs(3600)));
-        let mut pending_since: Option<tokio::time::Instant> = None;
         let mut scratch = [0u8; 1024];
         let mut read_after_head = 0usize;
-        let merge = play.window;
         loop {
-            let flush_at = flush_deadline(&out, pending_since, play.due.get());
+            let flush_at = flush_deadline(&out, &play);
             if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) {
-                self.flush(&mut out).await?;
-                pending_since = None;
-                play.due.clear();
+                self.flush(&mut out, &mut play).await?;
                 continue;
             }
             if let Some(at) = flush_at.filter(|at| *at != flush_timer.deadline()) {
@@ -491,14 +486,14 @@ impl FlvConn {
             }
             // While merged video waits for its deadline the stream is not watched: frames wait
             // in the ring and are drained once, at the deadline.
-            let merging = out.has_video() && pending_since.is_some() && !merge.is_zero();
+            let merging = out.has_video() && play.first_queued.is_some() && !play.window.is_zero();
             tokio::select! {
                 biased;
                 _ = &mut stop => {
                     if !self.ctx.shutdown.is_cancelled() {
                         return Ok("closed by an operator".into());
                     }
-                    self.flush(&mut out).await?;
+                    self.flush(&mut out, &mut play).await?;
                     self.write_raw(b"0\r\n\r\n").await?;
                     return Ok("server shutting down".into());
                 }
@@ -514,23 +509,24 @@ impl FlvConn {
                 },
                 ev = player.rx.recv(), if !merging => {
                     play.on_events(&mut out, &mut player, ev)?;
-                    if !out.is_empty() && pending_since.is_none() {
-                        pending_since = Some(tokio::time::Instant::now());
+                    if !out.is_empty() && play.first_queued.is_none() {
+                        play.first_queued = Some(tokio::time::Instant::now());
                     }
                 }
                 _ = &mut flush_timer, if flush_at.is_some() => {
                     if let Some(ev) = try_event(&mut player) {
                         play.on_events(&mut out, &mut player, ev)?;
                     }
-                    self.flush(&mut out).await?;
-                    pending_since = None;
-                    play.due.clear();
+                    self.flush(&mut out, &mut play).await?;
                 }
             }
         }
     }
 
-    async fn flush(&mut self, out: &mut FlvOut) -> Result<(), FlvError> {
+    /// Writes what `out` holds; nothing is queued, or due, after it.
+    async fn flush(&mut self, out: &mut FlvOut, play: &mut PlayState) -> Result<(), FlvError> {
+        play.first_queued = None;
+        play.due.clear();
         let n = out
             .write_chunk(&mut self.wr, self.ctx.limits.write_timeout)
             .await
@@ -541,26 +537,19 @@ impl FlvConn {
 }
 
 /// When queued tags must be written (`None`: nothing queued): at once past
-/// [`MERGE_MAX_BYTES`]; video when due (see `server::budget`); audio and data with the next
-/// video frame, waiting at least [`AUDIO_HOLD`] for it. As RTMP players.
-fn flush_deadline(
-    out: &FlvOut,
-    pending_since: Option<tokio::time::Instant>,
-    due: Option<tokio::time::Instant>,
-) -> Option<tokio::time::Instant> {
+/// [`MERGE_MAX_BYTES`], otherwise as RTMP players ([`media_flush_at`]).
+fn flush_deadline(out: &FlvOut, play: &PlayState) -> Option<tokio::time::Instant> {
     if out.is_empty() {
         return None;
     }
-    let now = tokio::time::Instant::now();
     if out.queued_bytes() >= MERGE_MAX_BYTES {
-        return Some(now);
+        return Some(tokio::time::Instant::now());
     }
-    let due = due.unwrap_or(now);
-    Some(if out.has_video() {
-        due
-    } else {
-        due.max(pending_since.unwrap_or(now) + AUDIO_HOLD)
-    })
+    Some(media_flush_at(
+        play.due.get(),
+        play.first_queued,
+        out.has_video(),
+    ))
 }
 
 fn try_event(player: &mut Player) -> Option<Result<Event, RecvError>> {
@@ -599,8 +588,9 @@ struct PlayState {
     /// The latency budget, and how long video may wait when its frames do not say.
     budget: Duration,
     window: Duration,
-    /// When the queued tags must be written.
+    /// When the queued tags must be written, and when the first of them was queued.
     due: WriteDue,
+    first_queued: Option<tokio::time::Instant>,
 }
 
 impl PlayState {
@@ -612,6 +602,7 @@ impl PlayState {
             budget,
             window,
             due: WriteDue::default(),
+            first_queued: None,
         }
     }
 

@@ -90,6 +90,29 @@ impl WriteDue {
     }
 }
 
+/// Longest audio and data wait for a video frame to share a write with. Half the writes of
+/// a typical stream are audio; sending it with video saves those syscalls and costs audio at
+/// most one video frame interval.
+pub(crate) const AUDIO_HOLD: Duration = Duration::from_millis(40);
+
+/// When a player's queued media must be written, once nothing urgent and no full batch is
+/// queued: when its frames are due ([`WriteDue`]); but audio and data queued without video
+/// (`video` false) wait at least [`AUDIO_HOLD`] from `first_queued` for a video frame to
+/// ride with. RTMP and HTTP-FLV players alike.
+pub(crate) fn media_flush_at(
+    due: Option<Instant>,
+    first_queued: Option<Instant>,
+    video: bool,
+) -> Instant {
+    let now = Instant::now();
+    let due = due.unwrap_or(now);
+    if video {
+        due
+    } else {
+        due.max(first_queued.unwrap_or(now) + AUDIO_HOLD)
+    }
+}
+
 /// How long a player's queued video may wait to share a write: what ingest left of the
 /// budget; nothing for a relay (another node pulling the stream).
 pub(crate) fn write_window(budget: Duration, relay: bool) -> Duration {

@@ -30,12 +30,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-pub(crate) use budget::{write_window, WriteDue};
+pub(crate) use budget::{media_flush_at, write_window, WriteDue};
 pub(crate) use decide::parse_query;
 pub(crate) use outbound::write_all_vectored;
 pub(crate) use play::{BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS};
+pub(crate) use session::MERGE_MAX_BYTES;
 pub use session::{stream_key, SessionError};
-pub(crate) use session::{AUDIO_HOLD, MERGE_MAX_BYTES};
 pub use traffic::{RateMeter, Traffic};
 
 use crate::access::relay_credential::RelayKey;
