@@ -31,6 +31,7 @@
 # BENCHMARKS.md quotes. Installs nginx, libnginx-mod-rtmp, rtmpdump and ffmpeg when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 
 OUT=${OUT:-target/bench/compare}
 MEDIA=target/bench/media
@@ -55,23 +56,11 @@ need=()
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(nginx libnginx-mod-rtmp)
 command -v rtmpdump >/dev/null || need+=(rtmpdump)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
-fi
+install_missing ${need[@]+"${need[@]}"}
 cargo build --release --bin ringcast --bin ringcast-load
 LOAD=target/release/ringcast-load
 
 # The media, made once: real H.264 + AAC at the steps' bitrates.
-make_media() { # file, size, fps, gop, video kb/s
-  [ -s "$MEDIA/$1" ] && return 0
-  ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=$2:rate=$3" \
-    -f lavfi -i "sine=frequency=440:sample_rate=44100" -t 30 -c:v libx264 -preset veryfast \
-    -b:v "${5}k" -maxrate "${5}k" -bufsize "$((${5} * 2))k" -g "$4" -keyint_min "$4" \
-    -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$MEDIA/$1"
-}
 make_media 1m.flv 640x360 30 60 936
 make_media 2m5.flv 1280x720 30 60 2436
 make_media 600k.flv 640x360 25 50 536
@@ -85,16 +74,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $PORT" >&2
-  [ -s "$WORK/ringcast.log" ] && tail -3 "$WORK/ringcast.log" >&2
-  return 1
-}
 
 start_nginx() {
   cat >"$WORK/nginx.conf" <<EOF
@@ -115,7 +94,7 @@ rtmp {
 }
 EOF
   taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK"
-  wait_port
+  wait_port "$PORT"
   # The RTMP work happens in the single worker, a child of the master.
   SERVER_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
 }
@@ -127,20 +106,14 @@ stop_nginx() {
 }
 
 start_srs_with() { # vhost body
-  cat >"$WORK/srs.conf" <<EOF
-listen 127.0.0.1:$PORT; max_connections 12000; daemon off; srs_log_tank console;
-srs_log_level warn; pid $WORK/srs.pid;
-vhost __defaultVhost__ { $1 }
-EOF
+  srs_conf "$WORK/srs.conf" "$PORT" "$WORK/srs.pid" "$1"
   ulimit -n 65536 2>/dev/null || true
   taskset -c 0 "$SRS" -c "$WORK/srs.conf" >"$WORK/srs.log" 2>&1 &
   SERVER_PID=$!
-  wait_port
+  wait_port "$PORT" "$WORK/srs.log"
 }
 start_srs() { start_srs_with ""; }
-start_srs-low() {
-  start_srs_with "min_latency on; tcp_nodelay on; play { mw_latency 0; mw_msgs 0; }"
-}
+start_srs-low() { start_srs_with "$SRS_LOW_VHOST"; }
 stop_srs() {
   kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
@@ -149,25 +122,11 @@ stop_srs() {
 stop_srs-low() { stop_srs; }
 
 start_ringcast_with() { # [merge_write_ms]
-  local merge=""
-  [ -n "${1:-}" ] && merge="merge_write_ms = $1"
-  cat >"$WORK/ringcast.toml" <<EOF
-[rtmp]
-listen = "127.0.0.1:$PORT"
-chunk_size = 4096
-max_connections = 20000
-max_connections_per_ip = 0
-max_waiting_streams = 20000
-$merge
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[log]
-level = "warn"
-EOF
+  ringcast_conf "$WORK/ringcast.toml" "$PORT" "$HTTP_PORT" "${1:-}"
   ulimit -n 65536 2>/dev/null || true
   taskset -c 0 "$RC_BIN" --config "$WORK/ringcast.toml" 2>"$WORK/ringcast.log" &
   SERVER_PID=$!
-  wait_port
+  wait_port "$PORT" "$WORK/ringcast.log"
 }
 stop_ringcast() {
   kill "$SERVER_PID" 2>/dev/null || true

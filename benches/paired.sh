@@ -17,6 +17,7 @@
 # Results: target/bench/paired/results.txt. SRS is ../shared/peers/srs or $SRS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 
 A=${A:-ringcast-350}
 B=${B:-srs}
@@ -34,12 +35,7 @@ mkdir -p "$OUT" "$MEDIA"
 need=()
 command -v rtmpdump >/dev/null || need+=(rtmpdump)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
-fi
+install_missing ${need[@]+"${need[@]}"}
 for s in "$A" "$B"; do
   case $s in
     srs | srs-low) [ -x "$SRS" ] || { echo "$s: $SRS not found" >&2; exit 2; } ;;
@@ -49,10 +45,7 @@ for s in "$A" "$B"; do
 done
 cargo build --release --bin ringcast --bin ringcast-load
 LOAD=target/release/ringcast-load
-[ -s "$MEDIA/1m.flv" ] || ffmpeg -hide_banner -loglevel error -y \
-  -f lavfi -i "testsrc2=size=640x360:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=44100" \
-  -t 30 -c:v libx264 -preset veryfast -b:v 936k -maxrate 936k -bufsize 1872k -g 60 \
-  -keyint_min 60 -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$MEDIA/1m.flv"
+make_media 1m.flv 640x360 30 60 936
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -63,48 +56,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  return 1
-}
-
 # Starts server $1 (ringcast build $2) on port $3; sets STARTED to its pid.
 start() {
   local name=$1 bin=$2 port=$3
   case $name in
     ringcast-*)
-      cat >"$WORK/$port.toml" <<EOF
-[rtmp]
-listen = "127.0.0.1:$port"
-chunk_size = 4096
-max_connections = 20000
-max_connections_per_ip = 0
-merge_write_ms = ${name#ringcast-}
-[http]
-listen = "127.0.0.1:$((port + 1))"
-[log]
-level = "warn"
-EOF
+      ringcast_conf "$WORK/$port.toml" "$port" "$((port + 1))" "${name#ringcast-}"
       taskset -c 0 "$bin" --config "$WORK/$port.toml" >/dev/null 2>"$WORK/$port.log" &
       ;;
     srs | srs-low)
       local vhost=""
-      [ "$name" = srs-low ] && vhost="min_latency on; tcp_nodelay on; play { mw_latency 0; mw_msgs 0; }"
-      cat >"$WORK/$port.conf" <<EOF
-listen 127.0.0.1:$port; max_connections 12000; daemon off; srs_log_tank console;
-srs_log_level warn; pid $WORK/$port.pid;
-vhost __defaultVhost__ { $vhost }
-EOF
+      [ "$name" = srs-low ] && vhost=$SRS_LOW_VHOST
+      srs_conf "$WORK/$port.conf" "$port" "$WORK/$port.pid" "$vhost"
       taskset -c 0 "$SRS" -c "$WORK/$port.conf" >"$WORK/$port.log" 2>&1 &
       ;;
   esac
   STARTED=$!
   PIDS+=("$STARTED")
-  wait_port "$port"
+  wait_port "$port" "$WORK/$port.log"
 }
 
 # Nanoseconds on CPU of every thread of process $1.
