@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn, Instrument};
 
 use super::out::FlvOut;
@@ -28,8 +28,8 @@ use crate::relay::{ClientInfo, Route};
 use crate::server::clients::Registered;
 use crate::server::clip::Clip;
 use crate::server::{
-    media_flush_at, parse_query, write_all_vectored, write_window, ServerContext, WriteDue,
-    BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
+    media_flush_at, parse_query, quiet_until, write_all_vectored, write_window, ServerContext,
+    WriteDue, BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS, MERGE_MAX_BYTES,
 };
 
 /// Bytes a client may send after its request before it is closed (an HTTP-FLV player sends
@@ -475,18 +475,26 @@ impl FlvConn {
         let mut flush_timer = std::pin::pin!(tokio::time::sleep(Duration::from_secs(3600)));
         let mut scratch = [0u8; 1024];
         let mut read_after_head = 0usize;
+        // After a drain at a deadline: until when nothing still to come can be due.
+        let mut quiet_until: Option<tokio::time::Instant> = None;
         loop {
             let flush_at = flush_deadline(&out, &play);
-            if flush_at.is_some_and(|t| t <= tokio::time::Instant::now()) {
+            let now = tokio::time::Instant::now();
+            if flush_at.is_some_and(|t| t <= now) {
                 self.flush(&mut out, &mut play).await?;
                 continue;
             }
-            if let Some(at) = flush_at.filter(|at| *at != flush_timer.deadline()) {
+            let timer_at = match (flush_at, quiet_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(at) = timer_at.filter(|at| *at != flush_timer.deadline()) {
                 flush_timer.as_mut().reset(at);
             }
-            // While merged video waits for its deadline the stream is not watched: frames wait
-            // in the ring and are drained once, at the deadline.
+            // While merged video waits for its deadline, and while quiet, the stream is not
+            // watched: frames wait in the ring and are drained once, at the deadline.
             let merging = out.has_video() && play.first_queued.is_some() && !play.window.is_zero();
+            let watch = !merging && quiet_until.is_none_or(|q| q <= now);
             tokio::select! {
                 biased;
                 _ = &mut stop => {
@@ -507,17 +515,23 @@ impl FlvConn {
                         }
                     }
                 },
-                ev = player.rx.recv(), if !merging => {
+                ev = player.rx.recv(), if watch => {
                     play.on_events(&mut out, &mut player, ev)?;
                     if !out.is_empty() && play.first_queued.is_none() {
                         play.first_queued = Some(tokio::time::Instant::now());
                     }
                 }
-                _ = &mut flush_timer, if flush_at.is_some() => {
-                    if let Some(ev) = try_event(&mut player) {
-                        play.on_events(&mut out, &mut player, ev)?;
+                _ = &mut flush_timer, if timer_at.is_some() => {
+                    // The floor is read before the drain (see `budget::quiet_until`).
+                    let floor = player.next_held_since();
+                    let drained = play.drain(&mut out, &mut player, 0)?;
+                    // What is due now is written at the top of the loop.
+                    if !out.is_empty() && play.first_queued.is_none() {
+                        play.first_queued = Some(tokio::time::Instant::now());
                     }
-                    self.flush(&mut out, &mut play).await?;
+                    quiet_until = drained
+                        .then(|| quiet_until_for(floor, &play))
+                        .flatten();
                 }
             }
         }
@@ -552,14 +566,6 @@ fn flush_deadline(out: &FlvOut, play: &PlayState) -> Option<tokio::time::Instant
     ))
 }
 
-fn try_event(player: &mut Player) -> Option<Result<Event, RecvError>> {
-    match player.rx.try_recv() {
-        Ok(ev) => Some(Ok(ev)),
-        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-        Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => None,
-    }
-}
-
 /// The FLV file header (signature, version 1, which tracks, header size 9) and the first
 /// previous-tag size (0). The track flags follow the stream's sequence headers when it has
 /// them; a stream not published yet says both.
@@ -591,6 +597,8 @@ struct PlayState {
     /// When the queued tags must be written, and when the first of them was queued.
     due: WriteDue,
     first_queued: Option<tokio::time::Instant>,
+    /// Events taken from the ring and not yet handled (kept for its allocation).
+    batch: Vec<Event>,
 }
 
 impl PlayState {
@@ -603,6 +611,7 @@ impl PlayState {
             window,
             due: WriteDue::default(),
             first_queued: None,
+            batch: Vec::new(),
         }
     }
 
@@ -625,39 +634,86 @@ impl PlayState {
         out: &mut FlvOut,
         player: &mut Player,
         first: Result<Event, RecvError>,
-    ) -> Result<(), FlvError> {
-        let mut next = Some(first);
-        let mut frames = 0usize;
-        while let Some(ev) = next.take() {
-            match ev {
-                Ok(Event::Frame(frame)) => {
-                    self.queue(out, &frame);
-                    frames += 1;
-                }
-                // The player waits for the stream to come back, as an RTMP player does; its
-                // new headers and a keyframe come first.
-                Ok(Event::Unpublished) | Ok(Event::Published) => self.started_video = false,
-                Err(RecvError::Lagged(missed)) => {
-                    self.dropped += missed;
-                    self.lags += 1;
-                    debug!(
-                        missed,
-                        lags = self.lags,
-                        "http-flv player fell behind; skipping to live"
-                    );
-                    if self.lags > MAX_CONSECUTIVE_LAGS {
-                        return Err(FlvError::TooSlow(self.lags));
-                    }
-                    player.skip_to_live();
-                    self.started_video = false;
-                }
-                Err(RecvError::Closed) => return Ok(()),
+    ) -> Result<bool, FlvError> {
+        let frames = match first {
+            Ok(ev) => self.handle(out, ev),
+            Err(RecvError::Lagged(missed)) => {
+                self.lagged(player, missed)?;
+                0
             }
+            Err(RecvError::Closed) => return Ok(false),
+        };
+        self.drain(out, player, frames)
+    }
+
+    /// Takes what waits in the ring, a batch at a time under one lock each; true when the
+    /// ring was left empty, false when `frames` plus those taken filled a batch.
+    fn drain(
+        &mut self,
+        out: &mut FlvOut,
+        player: &mut Player,
+        mut frames: usize,
+    ) -> Result<bool, FlvError> {
+        loop {
             if frames >= BATCH_FRAMES || out.queued_bytes() >= BATCH_BYTES {
-                break;
+                return Ok(false);
             }
-            next = try_event(player);
+            let mut batch = std::mem::take(&mut self.batch);
+            let more = match player.rx.recv_many(&mut batch, BATCH_FRAMES - frames) {
+                Ok(more) => more,
+                Err(missed) => {
+                    self.batch = batch;
+                    self.lagged(player, missed)?;
+                    continue;
+                }
+            };
+            for ev in batch.drain(..) {
+                frames += self.handle(out, ev);
+            }
+            self.batch = batch;
+            if !more {
+                return Ok(true);
+            }
         }
+    }
+
+    /// One event; how many frames it queued (0 or 1).
+    fn handle(&mut self, out: &mut FlvOut, ev: Event) -> usize {
+        match ev {
+            Event::Frame(frame) => {
+                self.queue(out, &frame);
+                1
+            }
+            // The player waits for the stream to come back, as an RTMP player does; its
+            // new headers and a keyframe come first.
+            Event::Unpublished | Event::Published => {
+                self.started_video = false;
+                0
+            }
+        }
+    }
+
+    fn lagged(&mut self, player: &mut Player, missed: u64) -> Result<(), FlvError> {
+        self.dropped += missed;
+        self.lags += 1;
+        debug!(
+            missed,
+            lags = self.lags,
+            "http-flv player fell behind; skipping to live"
+        );
+        if self.lags > MAX_CONSECUTIVE_LAGS {
+            return Err(FlvError::TooSlow(self.lags));
+        }
+        player.skip_to_live();
+        self.started_video = false;
         Ok(())
     }
+}
+
+/// Until when a player that drained the ring with `floor` read first need not watch it.
+fn quiet_until_for(
+    floor: Option<std::time::Instant>,
+    play: &PlayState,
+) -> Option<tokio::time::Instant> {
+    quiet_until(floor, play.budget, play.window)
 }

@@ -7,6 +7,7 @@
 //! skips to the next keyframe on its own. Relays (edges) will be ordinary publishers and players.
 
 pub mod ingest;
+mod ring;
 mod stream;
 
 use std::collections::HashMap;
@@ -15,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
 
+pub use ring::Receiver;
 use stream::Stream;
 pub use stream::{Event, Snapshot, StreamInfo};
 
@@ -290,6 +291,13 @@ impl Publisher {
         self.held_since = since;
     }
 
+    /// The earliest [`Frame::held_since`](crate::media::Frame) every frame sent after this
+    /// call will carry (None: unknown), which lets the stream's players sleep until those
+    /// frames are due instead of waking for each.
+    pub fn set_next_held_since(&self, since: Option<Instant>) {
+        self.stream.set_next_held_since(self.conn_id, since);
+    }
+
     /// `onMetaData` (without the `@setDataFrame` wrapper), kept whole for new players.
     pub fn set_metadata(&self, timestamp: u32, payload: Bytes) {
         self.stream
@@ -324,7 +332,7 @@ impl Drop for Publisher {
 pub struct Player {
     hub: Hub,
     stream: Arc<Stream>,
-    pub rx: broadcast::Receiver<Event>,
+    pub rx: ring::Receiver<Event>,
     member: Member,
 }
 
@@ -349,6 +357,14 @@ impl Player {
     /// Players of this stream now (a relaxed read, for pacing decisions).
     pub fn stream_players(&self) -> usize {
         self.stream.player_count()
+    }
+
+    /// The earliest [`Frame::held_since`](crate::media::Frame) a frame sent to this stream
+    /// after this call may carry while its publisher stays (None: unknown). A player that
+    /// reads this and then drains its receiver knows no frame still to come is due before
+    /// it plus the budget.
+    pub fn next_held_since(&self) -> Option<Instant> {
+        self.stream.next_held_since()
     }
 
     /// After a lag: continue from the live edge; the caller waits for the next keyframe.

@@ -1,4 +1,4 @@
-//! One stream: publisher slot, fast-start cache, timeline and broadcast ring.
+//! One stream: publisher slot, fast-start cache, timeline and event ring.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::broadcast;
 
+use super::ring::{Receiver, Ring};
 use super::Member;
 use super::{lock, Claim, HubConfig, PublishError};
 use crate::media::{Frame, FrameKind};
@@ -53,7 +53,7 @@ pub struct StreamInfo {
 pub(super) struct Stream {
     key: String,
     config: HubConfig,
-    tx: broadcast::Sender<Event>,
+    ring: Arc<Ring<Event>>,
     state: Mutex<State>,
     frames_in: AtomicU64,
     bytes_in: AtomicU64,
@@ -91,6 +91,10 @@ struct State {
     offset: u32,
     /// Set when a publisher starts on a stream that already has a timeline.
     rebase_pending: bool,
+    /// The earliest `Frame::held_since` the publisher's frames sent from now on may carry
+    /// (None: unknown, or no publisher). Players that drained the ring sleep until it plus
+    /// the budget instead of waking for every frame.
+    next_held_since: Option<Instant>,
 }
 
 impl State {
@@ -102,11 +106,10 @@ impl State {
 
 impl Stream {
     pub(super) fn new(key: &str, config: HubConfig, waiting: Arc<AtomicUsize>) -> Stream {
-        let (tx, _) = broadcast::channel(config.queue_messages.max(16));
         Stream {
             key: key.to_string(),
             config,
-            tx,
+            ring: Ring::new(config.queue_messages.max(16)),
             state: Mutex::new(State::default()),
             frames_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -169,7 +172,8 @@ impl Stream {
             state.publisher = Some((conn_id, now, relay));
             state.last_ingest = Some(now);
             state.rebase_pending = state.last_timestamp.is_some();
-            let _ = self.tx.send(Event::Published);
+            state.next_held_since = None;
+            self.ring.send(Event::Published);
             Ok(replaced)
         })
     }
@@ -194,8 +198,9 @@ impl Stream {
                 return;
             }
             state.publisher = None;
+            state.next_held_since = None;
             Self::clear_media(state);
-            let _ = self.tx.send(Event::Unpublished);
+            self.ring.send(Event::Unpublished);
         })
     }
 
@@ -207,6 +212,20 @@ impl Stream {
             Self::clear_media(&mut state);
             state.rebase_pending = state.last_timestamp.is_some();
         }
+    }
+
+    /// Records, for the slot holder `conn_id`, the earliest `held_since` of its later frames.
+    pub(super) fn set_next_held_since(&self, conn_id: u64, since: Option<Instant>) {
+        let mut state = lock(&self.state);
+        if state.holds(conn_id) {
+            state.next_held_since = since;
+        }
+    }
+
+    /// The earliest `held_since` a frame sent after this call may carry, while the
+    /// publisher stays (a new publisher is announced by an event first).
+    pub(super) fn next_held_since(&self) -> Option<Instant> {
+        lock(&self.state).next_held_since
     }
 
     pub(super) fn add_player(&self, member: Member) {
@@ -290,7 +309,7 @@ impl Stream {
         frame.held_since = held_since;
         let frame = Arc::new(frame);
         state.metadata = Some(frame.clone());
-        let _ = self.tx.send(Event::Frame(frame));
+        self.ring.send(Event::Frame(frame));
     }
 
     pub(super) fn ingest(
@@ -337,14 +356,14 @@ impl Stream {
                 state.gop.push(frame.clone());
             }
         }
-        let _ = self.tx.send(Event::Frame(frame));
+        self.ring.send(Event::Frame(frame));
     }
 
     /// A receiver and the snapshot it continues from, taken under the lock so no frame is
     /// missed or repeated between them.
-    pub(super) fn subscribe_with_snapshot(&self) -> (broadcast::Receiver<Event>, Snapshot) {
+    pub(super) fn subscribe_with_snapshot(&self) -> (Receiver<Event>, Snapshot) {
         let state = lock(&self.state);
-        let rx = self.tx.subscribe();
+        let rx = self.ring.subscribe();
         let mut frames = Vec::with_capacity(3 + state.gop.len());
         frames.extend(state.metadata.iter().cloned());
         frames.extend(state.video_sequence.iter().cloned());

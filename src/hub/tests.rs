@@ -346,3 +346,37 @@ fn frames_carry_when_their_bytes_may_first_have_waited() {
     }
     assert_eq!(held, vec![None, Some(since), Some(since)]);
 }
+
+#[test]
+fn players_learn_the_earliest_stamp_still_to_come_from_the_slot_holder_only() {
+    let hub = hub();
+    let (player, _) = hub.play("live/floor").expect("play");
+    assert_eq!(player.next_held_since(), None);
+    let p = hub.publish("live/floor", 1).expect("publish");
+    assert_eq!(
+        player.next_held_since(),
+        None,
+        "unknown until the session says"
+    );
+    let since = std::time::Instant::now();
+    p.set_next_held_since(Some(since));
+    assert_eq!(player.next_held_since(), Some(since));
+    // A relay that lost the slot to a real publisher says nothing any more.
+    drop(p);
+    assert_eq!(
+        player.next_held_since(),
+        None,
+        "cleared when the publisher leaves"
+    );
+    let relay = hub.publish_relay("live/floor", 2).expect("relay");
+    let real = hub.publish("live/floor", 3).expect("takes over the relay");
+    relay.set_next_held_since(Some(since));
+    assert_eq!(player.next_held_since(), None);
+    real.set_next_held_since(Some(since));
+    assert_eq!(player.next_held_since(), Some(since));
+    // A new publisher starts unknown again.
+    drop(real);
+    let next = hub.publish("live/floor", 4).expect("publish again");
+    assert_eq!(player.next_held_since(), None);
+    drop(next);
+}

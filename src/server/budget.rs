@@ -90,6 +90,23 @@ impl WriteDue {
     }
 }
 
+/// Until when a player that drained its stream need not watch it: no frame still to come
+/// is due before `floor` (`Player::next_held_since`, read before the drain) plus the
+/// budget, so it sleeps until then and takes them all at once instead of waking for each.
+/// None for a player that writes at once (`window` zero), when the floor is unknown, or
+/// when it is too near to be worth a timer.
+pub(crate) fn quiet_until(
+    floor: Option<std::time::Instant>,
+    budget: Duration,
+    window: Duration,
+) -> Option<Instant> {
+    if window.is_zero() {
+        return None;
+    }
+    let at = Instant::from_std(floor?) + budget;
+    (at > Instant::now() + TICK).then_some(at)
+}
+
 /// Longest audio and data wait for a video frame to share a write with. Half the writes of
 /// a typical stream are audio; sending it with video saves those syscalls and costs audio at
 /// most one video frame interval.
@@ -213,6 +230,23 @@ mod tests {
         let mut relay = WriteDue::default();
         relay.frame(&frame(Some(since)), budget, Duration::ZERO);
         assert_eq!(relay.get(), Some(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_player_sleeps_until_the_next_frame_can_be_due() {
+        let budget = 350 * MS;
+        let window = write_window(budget, false);
+        let floor = std::time::Instant::now();
+        assert_eq!(
+            quiet_until(Some(floor), budget, window),
+            Some(Instant::from_std(floor) + budget)
+        );
+        // Unknown floor, or a player that writes at once: it watches the stream.
+        assert_eq!(quiet_until(None, budget, window), None);
+        assert_eq!(quiet_until(Some(floor), budget, Duration::ZERO), None);
+        // Due within a tick, or already: not worth a timer.
+        tokio::time::advance(budget - TICK / 2).await;
+        assert_eq!(quiet_until(Some(floor), budget, window), None);
     }
 
     #[test]

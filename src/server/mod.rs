@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-pub(crate) use budget::{media_flush_at, write_window, WriteDue};
+pub(crate) use budget::{media_flush_at, quiet_until, write_window, WriteDue};
 pub(crate) use decide::parse_query;
 pub(crate) use outbound::write_all_vectored;
 pub(crate) use play::{BATCH_BYTES, BATCH_FRAMES, MAX_CONSECUTIVE_LAGS};

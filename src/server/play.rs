@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info};
 
 use super::clip::Clip;
@@ -45,6 +45,8 @@ pub struct Playing {
     waiting_keyframe: bool,
     consecutive_lags: u32,
     dropped: u64,
+    /// Events taken from the ring and not yet handled (kept for its allocation).
+    batch: Vec<Event>,
 }
 
 impl Session {
@@ -69,6 +71,7 @@ impl Session {
         };
         // A new play on this connection replaces the previous one.
         self.stop_playing("replaced by a new play");
+        self.quiet_until = None;
         let reset = cmd.args.get(3).and_then(|v| v.as_bool()).unwrap_or(true);
         match self.route(&key, &name, false) {
             None | Some(Route::Local) => {}
@@ -166,6 +169,7 @@ impl Session {
             waiting_keyframe: true,
             consecutive_lags: 0,
             dropped: 0,
+            batch: Vec::new(),
         });
         self.send_snapshot(snapshot);
         Ok(())
@@ -218,6 +222,7 @@ impl Session {
             // Live has no past to resume from: start again from the current GOP.
             let snapshot = p.player.resync();
             p.waiting_keyframe = true;
+            self.quiet_until = None;
             self.user_control(UserControl::StreamBegin(stream_id));
             self.on_status(
                 stream_id,
@@ -252,33 +257,67 @@ impl Session {
     }
 
     /// An event from the stream, plus whatever else is already waiting, written as one batch.
-    pub(super) fn on_event(&mut self, first: Result<Event, RecvError>) -> Result<(), SessionError> {
-        let mut next = Some(first);
+    /// True when the receiver was left empty (not stopped by a full batch).
+    pub(super) fn on_event(
+        &mut self,
+        first: Result<Event, RecvError>,
+    ) -> Result<bool, SessionError> {
         let mut frames = 0usize;
-        while let Some(ev) = next.take() {
-            match ev {
-                Ok(Event::Frame(frame)) => {
-                    self.queue_frame(frame);
-                    frames += 1;
-                }
-                Ok(Event::Unpublished) => self.on_unpublished(),
-                Ok(Event::Published) => self.on_published(),
-                Err(RecvError::Lagged(n)) => self.on_lagged(n)?,
-                Err(RecvError::Closed) => return Ok(()),
-            }
+        match first {
+            Ok(ev) => frames += self.handle_event(ev),
+            Err(RecvError::Lagged(n)) => self.on_lagged(n)?,
+            Err(RecvError::Closed) => return Ok(false),
+        }
+        self.drain_events(frames)
+    }
+
+    /// Takes what waits in the stream's ring, a batch at a time under one lock each; true
+    /// when the ring was left empty, false when `frames` plus those taken filled a batch.
+    pub(super) fn drain_events(&mut self, mut frames: usize) -> Result<bool, SessionError> {
+        loop {
             if frames >= BATCH_FRAMES || self.out.queued_bytes() >= BATCH_BYTES {
-                break;
+                return Ok(false);
             }
             let Some(p) = self.playing.as_mut() else {
-                break;
+                return Ok(false);
             };
-            next = match p.player.rx.try_recv() {
-                Ok(ev) => Some(Ok(ev)),
-                Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => None,
+            let mut batch = std::mem::take(&mut p.batch);
+            let more = match p.player.rx.recv_many(&mut batch, BATCH_FRAMES - frames) {
+                Ok(more) => more,
+                Err(missed) => {
+                    p.batch = batch;
+                    self.on_lagged(missed)?;
+                    continue;
+                }
             };
+            for ev in batch.drain(..) {
+                frames += self.handle_event(ev);
+            }
+            if let Some(p) = self.playing.as_mut() {
+                p.batch = batch;
+            }
+            if !more {
+                return Ok(true);
+            }
         }
-        Ok(())
+    }
+
+    /// One event of the stream; how many frames it queued (0 or 1).
+    fn handle_event(&mut self, ev: Event) -> usize {
+        match ev {
+            Event::Frame(frame) => {
+                self.queue_frame(frame);
+                1
+            }
+            Event::Unpublished => {
+                self.on_unpublished();
+                0
+            }
+            Event::Published => {
+                self.on_published();
+                0
+            }
+        }
     }
 
     fn on_unpublished(&mut self) {

@@ -31,8 +31,11 @@ use crate::rtmp::message::{self, MessageError, UserControl};
 use crate::rtmp::*;
 use crate::tls::TlsAcceptor;
 
-/// Window acknowledgement size and peer bandwidth we announce.
-pub(super) const WINDOW_ACK_SIZE: u32 = 2_500_000;
+/// Window acknowledgement size and peer bandwidth we announce: nginx-rtmp's 5,000,000. We
+/// do not pace on acknowledgements, and a player acknowledges every tenth of the peer
+/// bandwidth (librtmp) or every window (ffmpeg): at 2.5 MB (SRS's), a 1 Mb/s player's
+/// acknowledgements were a sixth of its syscalls at a 350 ms budget.
+pub(super) const WINDOW_ACK_SIZE: u32 = 5_000_000;
 /// Merged media is written once this much is queued, whatever the merge window.
 pub(crate) const MERGE_MAX_BYTES: usize = 256 * 1024;
 /// Events of the played stream passed on at shutdown before the goodbye.
@@ -153,6 +156,9 @@ pub struct Session {
     pending_since: Option<tokio::time::Instant>,
     /// When the queued media must be written (see [`super::budget`]).
     pub(super) write_due: super::budget::WriteDue,
+    /// A player that drained its stream: until when no frame still to come can be due, so
+    /// the stream is not watched (one wake-up per write instead of one per frame).
+    pub(super) quiet_until: Option<tokio::time::Instant>,
     /// The client: the TCP peer, or the address a PROXY protocol header named.
     pub(super) client: SocketAddr,
     /// This connection's place in the per-address connection count.
@@ -218,6 +224,7 @@ impl Session {
             close_reason: None,
             pending_since: None,
             write_due: Default::default(),
+            quiet_until: None,
             close_at: None,
             last_read: 0,
             client: peer,
@@ -421,9 +428,18 @@ impl Session {
                 self.close_reason = Some(reason);
                 return Ok(());
             }
-            if let Some(at) = flush_at.filter(|at| *at != flush_timer.deadline()) {
+            // One timer for both: queued output due, or the end of a quiet spell.
+            let timer_at = match (flush_at, self.quiet_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(at) = timer_at.filter(|at| *at != flush_timer.deadline()) {
                 flush_timer.as_mut().reset(at);
             }
+            let watch_ring = !self.merging_video()
+                && self
+                    .quiet_until
+                    .is_none_or(|q| q <= tokio::time::Instant::now());
             // Players may legitimately send nothing for minutes (acks come every 2.5 MB);
             // they are bounded by the write stall timeout instead, and get no idle timeout.
             // Others are closed after `idle_timeout` without a byte; the timer is armed once
@@ -476,8 +492,8 @@ impl Session {
                 // While merged video waits for its deadline the stream is not watched at all:
                 // frames wait in the ring and are drained once, at the deadline, instead of
                 // waking this task for every frame.
-                ev = recv_event(&mut self.playing), if !self.merging_video() => Wake::Event(ev),
-                _ = &mut flush_timer, if flush_at.is_some() => Wake::FlushDue,
+                ev = recv_event(&mut self.playing), if watch_ring => Wake::Event(ev),
+                _ = &mut flush_timer, if timer_at.is_some() => Wake::FlushDue,
             };
             if matches!(wake, Wake::Read(_)) {
                 last_activity = tokio::time::Instant::now();
@@ -525,6 +541,11 @@ impl Session {
                     }
                     self.process_input().await?;
                     self.maybe_ack();
+                    // Whatever this publisher reads next waited since `emptied_at` at most.
+                    if let Some(p) = self.publishing.as_ref() {
+                        p.publisher
+                            .set_next_held_since((!relay).then_some(emptied_at));
+                    }
                     let wait = match &self.publishing {
                         Some(p) if !relay && n < room => {
                             super::budget::ingest_wait_for(budget, p.publisher.player_count())
@@ -565,8 +586,19 @@ impl Session {
                     }
                 }
                 Wake::FlushDue => {
-                    if let Some(first) = self.try_event() {
-                        self.on_event(first)?;
+                    // Read before draining: no frame sent after the drain is due before it
+                    // plus the budget, so until then the ring need not be watched.
+                    self.quiet_until = None;
+                    let floor = self
+                        .playing
+                        .as_ref()
+                        .and_then(|p| p.player.next_held_since());
+                    let drained = self.drain_events(0)?;
+                    if !self.out.is_empty() && self.pending_since.is_none() {
+                        self.pending_since = Some(tokio::time::Instant::now());
+                    }
+                    if drained {
+                        self.quiet_until = self.quiet_deadline(floor);
                     }
                 }
             }
@@ -602,6 +634,13 @@ impl Session {
             && !self.out.is_urgent()
             && self.pending_since.is_some()
             && !self.merge_window().is_zero()
+    }
+
+    /// After the ring was drained with `floor` read first: until when it need not be
+    /// watched ([`super::budget::quiet_until`]).
+    fn quiet_deadline(&self, floor: Option<std::time::Instant>) -> Option<tokio::time::Instant> {
+        let p = self.playing.as_ref().filter(|p| !p.paused)?;
+        super::budget::quiet_until(floor, self.ctx.limits.merge_write, p.write_window)
     }
 
     /// The next event of the played stream if one is waiting, without waiting.
