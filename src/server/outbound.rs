@@ -1,9 +1,11 @@
 //! A connection's pending output: small per-connection headers and shared bodies, written with
 //! vectored writes so a batch of frames costs one syscall and no copy of any media payload.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::ops::Range;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -128,10 +130,7 @@ impl Outbound {
             .collect();
         write_all_vectored(w, &mut slices, stall).await?;
         drop(slices);
-        match tokio::time::timeout(stall, w.flush()).await {
-            Ok(r) => r?,
-            Err(_) => return Err(stalled(stall)),
-        }
+        within(stall, w.flush()).await?;
         self.pieces.clear();
         self.own.clear();
         self.queued = 0;
@@ -151,16 +150,26 @@ pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin>(
     let mut rest: &mut [IoSlice<'_>] = slices;
     while !rest.is_empty() {
         let n = rest.len().min(MAX_IOVECS);
-        let written = match tokio::time::timeout(stall, w.write_vectored(&rest[..n])).await {
-            Ok(r) => r?,
-            Err(_) => return Err(stalled(stall)),
-        };
+        let written = within(stall, w.write_vectored(&rest[..n])).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut rest, written);
     }
     Ok(())
+}
+
+/// `io`, failed as stalled unless done within `stall`. Most writes to a socket are done at
+/// their first poll, and those build no timer.
+async fn within<T>(stall: Duration, io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    let mut io = std::pin::pin!(io);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await {
+        return done;
+    }
+    match tokio::time::timeout(stall, io).await {
+        Ok(done) => done,
+        Err(_) => Err(stalled(stall)),
+    }
 }
 
 fn stalled(stall: Duration) -> io::Error {
