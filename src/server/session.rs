@@ -440,7 +440,7 @@ impl Session {
                 && self
                     .quiet_until
                     .is_none_or(|q| q <= tokio::time::Instant::now());
-            // Players may legitimately send nothing for minutes (acks come every 2.5 MB);
+            // Players may legitimately send nothing for minutes (acks come every 0.5-5 MB);
             // they are bounded by the write stall timeout instead, and get no idle timeout.
             // Others are closed after `idle_timeout` without a byte; the timer is armed once
             // and, when it fires, re-armed from the last read instead of on every read.
@@ -554,12 +554,18 @@ impl Session {
                     };
                     if !wait.is_zero() {
                         read_paused = true;
+                        // What arrives during the pause waits without waking the node,
+                        // unless it fills a whole read.
+                        self.rd.set_wake_threshold(READ_RESERVE);
                         ingest_timer
                             .as_mut()
                             .reset(tokio::time::Instant::now() + wait);
                     }
                 }
-                Wake::ReadResume => read_paused = false,
+                Wake::ReadResume => {
+                    read_paused = false;
+                    self.rd.set_wake_threshold(1);
+                }
                 Wake::Read(Err(e)) => return Err(SessionError::Read(e)),
                 Wake::IdleTimeout if self.close_at.is_some() => {
                     info!("redirected client did not leave; closing");

@@ -74,6 +74,32 @@ pub(super) async fn start_tls(
     Ok(())
 }
 
+impl Reader {
+    /// How many bytes must wait in the socket before it counts as readable (SO_RCVLOWAT):
+    /// raised while a publisher's read is paused, so that the packets arriving meanwhile do
+    /// not wake the node, and set back to 1 to resume (which signals at once if enough
+    /// waits). Plain TCP only; best effort: where it fails the node just wakes more often.
+    pub(super) fn set_wake_threshold(&self, bytes: usize) {
+        use std::os::fd::AsRawFd;
+        let Reader::Tcp(r) = self else {
+            return;
+        };
+        let fd = r.as_ref().as_raw_fd();
+        let value = libc::c_int::try_from(bytes.max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fd` is the open socket `r` owns, and the option value is a c_int that
+        // lives across the call, with its size passed alongside.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
 impl AsyncRead for Reader {
     fn poll_read(
         self: Pin<&mut Self>,
