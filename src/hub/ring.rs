@@ -103,7 +103,15 @@ impl<T: Clone> Receiver<T> {
     pub async fn recv(&mut self) -> Result<T, RecvError> {
         let Receiver { ring, next } = self;
         loop {
-            // Registered before looking, so that a send in between still wakes this.
+            // Most calls find an event waiting (a player woken for one, or behind): take it
+            // without registering for a wake-up.
+            match take(ring, next) {
+                Err(TryRecvError::Empty) => {}
+                Ok(event) => return Ok(event),
+                Err(TryRecvError::Lagged(n)) => return Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => return Err(RecvError::Closed),
+            }
+            // Registered before looking again, so that a send in between still wakes this.
             let sent = ring.sent.notified();
             let mut sent = std::pin::pin!(sent);
             sent.as_mut().enable();
