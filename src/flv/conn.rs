@@ -476,7 +476,7 @@ impl FlvConn {
         let mut scratch = [0u8; 1024];
         let mut read_after_head = 0usize;
         // After a drain at a deadline: until when nothing still to come can be due.
-        let mut quiet_until: Option<tokio::time::Instant> = None;
+        let mut quiet: Option<tokio::time::Instant> = None;
         loop {
             let flush_at = flush_deadline(&out, &play);
             let now = tokio::time::Instant::now();
@@ -484,7 +484,7 @@ impl FlvConn {
                 self.flush(&mut out, &mut play).await?;
                 continue;
             }
-            let timer_at = match (flush_at, quiet_until) {
+            let timer_at = match (flush_at, quiet) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -494,7 +494,7 @@ impl FlvConn {
             // While merged video waits for its deadline, and while quiet, the stream is not
             // watched: frames wait in the ring and are drained once, at the deadline.
             let merging = out.has_video() && play.first_queued.is_some() && !play.window.is_zero();
-            let watch = !merging && quiet_until.is_none_or(|q| q <= now);
+            let watch = !merging && quiet.is_none_or(|q| q <= now);
             tokio::select! {
                 biased;
                 _ = &mut stop => {
@@ -529,8 +529,8 @@ impl FlvConn {
                     if !out.is_empty() && play.first_queued.is_none() {
                         play.first_queued = Some(tokio::time::Instant::now());
                     }
-                    quiet_until = drained
-                        .then(|| quiet_until_for(floor, &play))
+                    quiet = drained
+                        .then(|| quiet_until(floor, play.budget, play.window))
                         .flatten();
                 }
             }
@@ -708,12 +708,4 @@ impl PlayState {
         self.started_video = false;
         Ok(())
     }
-}
-
-/// Until when a player that drained the ring with `floor` read first need not watch it.
-fn quiet_until_for(
-    floor: Option<std::time::Instant>,
-    play: &PlayState,
-) -> Option<tokio::time::Instant> {
-    quiet_until(floor, play.budget, play.window)
 }

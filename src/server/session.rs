@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn, Instrument, Span};
 
 use super::clip::Clip;
@@ -503,9 +503,9 @@ impl Session {
                     // What the stream already said (an unpublish, the last frames) may still
                     // wait in the ring while merged video waits for its deadline: pass it on
                     // before the goodbye (a bounded number, however fast the ring fills).
-                    for _ in 0..SHUTDOWN_DRAIN_EVENTS {
-                        let Some(ev) = self.try_event() else { break };
-                        if self.on_event(ev).is_err() {
+                    // Each drain takes at most a batch of frames.
+                    for _ in 0..SHUTDOWN_DRAIN_EVENTS.div_ceil(super::play::BATCH_FRAMES) {
+                        if !matches!(self.drain_events(0), Ok(false)) {
                             break;
                         }
                     }
@@ -647,16 +647,6 @@ impl Session {
     fn quiet_deadline(&self, floor: Option<std::time::Instant>) -> Option<tokio::time::Instant> {
         let p = self.playing.as_ref().filter(|p| !p.paused)?;
         super::budget::quiet_until(floor, self.ctx.limits.merge_write, p.write_window)
-    }
-
-    /// The next event of the played stream if one is waiting, without waiting.
-    fn try_event(&mut self) -> Option<Result<Event, RecvError>> {
-        let p = self.playing.as_mut()?;
-        match p.player.rx.try_recv() {
-            Ok(ev) => Some(Ok(ev)),
-            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-            Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => None,
-        }
     }
 
     /// How long this player's video may wait to share a write (see [`super::budget`]).
